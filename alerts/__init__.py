@@ -1,0 +1,1 @@
+"""The runtime policy and the Prometheus rules rendered from it."""

@@ -1,0 +1,1 @@
+"""Local stack: configuration and process supervision for `make up`."""

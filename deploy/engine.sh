@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Run a command with a Docker engine available, and the test image built.
+#
+#   deploy/engine.sh run -- COMMAND...   start an engine if none answers, run
+#                                        COMMAND, stop the engine again if this
+#                                        script started it; exits with
+#                                        COMMAND's status
+#   deploy/engine.sh start               start an engine if none answers
+#   deploy/engine.sh stop                stop the engine this script started
+#
+# The engine is started with no bridge network and no iptables rules, so no
+# container can reach any network. Its pid and log are kept in the state
+# folder ($WARDEN_STATE, default .warden/ at the repository root).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+state=${WARDEN_STATE:-$root/.warden}
+pid_file=$state/dockerd.pid
+image=${WARDEN_TEST_IMAGE:-warden-busybox:latest}
+busybox=${WARDEN_BUSYBOX:-/bin/busybox}
+
+engine_answers() {
+  docker version --format '{{.Server.Version}}' >/dev/null 2>&1
+}
+
+start_engine() {
+  mkdir -p "$state"
+  if engine_answers; then
+    return 0
+  fi
+  if [[ -n "${DOCKER_HOST:-}" ]]; then
+    echo "engine: DOCKER_HOST=$DOCKER_HOST does not answer; start that engine or unset DOCKER_HOST" >&2
+    return 1
+  fi
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "engine: no Docker engine answers and starting one needs root; run as root or start dockerd yourself" >&2
+    return 1
+  fi
+  echo "engine: starting dockerd (log: $state/dockerd.log)"
+  dockerd --bridge=none --iptables=false --ip-masq=false --ip-forward=false \
+    >"$state/dockerd.log" 2>&1 &
+  echo $! >"$pid_file"
+  for _ in $(seq 1 60); do
+    if engine_answers; then
+      return 0
+    fi
+    if ! kill -0 "$(cat "$pid_file")" 2>/dev/null; then
+      echo "engine: dockerd exited during start; last lines of $state/dockerd.log:" >&2
+      tail -n 20 "$state/dockerd.log" >&2
+      rm -f "$pid_file"
+      return 1
+    fi
+    sleep 0.5
+  done
+  echo "engine: dockerd did not answer within 30 s; see $state/dockerd.log" >&2
+  return 1
+}
+
+stop_engine() {
+  [[ -f "$pid_file" ]] || return 0
+  local pid
+  pid=$(cat "$pid_file")
+  if kill -0 "$pid" 2>/dev/null; then
+    echo "engine: stopping the dockerd this script started (pid $pid)"
+    kill -TERM "$pid"
+    for _ in $(seq 1 60); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.5
+    done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+  fi
+  rm -f "$pid_file"
+}
+
+# Build a test image from the host's static busybox: no image can be pulled.
+build_image() {
+  docker image inspect "$image" >/dev/null 2>&1 && return 0
+  if [[ ! -x "$busybox" ]]; then
+    echo "engine: $busybox not found; install busybox-static or set WARDEN_BUSYBOX" >&2
+    return 1
+  fi
+  local rootfs
+  rootfs=$(mktemp -d)
+  mkdir -p "$rootfs"/{bin,tmp,proc,sys,dev/shm,etc}
+  cp "$busybox" "$rootfs/bin/busybox"
+  local applet
+  for applet in $("$busybox" --list); do
+    [[ "$applet" == busybox ]] || ln -sf busybox "$rootfs/bin/$applet"
+  done
+  echo "engine: building $image from $busybox"
+  tar -C "$rootfs" -c . | docker import -c 'ENV PATH=/bin' -c 'CMD ["/bin/sh"]' - "$image" >/dev/null
+  rm -rf "$rootfs"
+}
+
+case "${1:-}" in
+  start)
+    start_engine
+    build_image
+    ;;
+  stop)
+    stop_engine
+    ;;
+  run)
+    shift
+    [[ "${1:-}" == -- ]] && shift
+    started=0
+    if ! engine_answers; then
+      start_engine
+      started=1
+    fi
+    status=0
+    build_image && { "$@" || status=$?; } || status=$?
+    if [[ $started -eq 1 ]]; then
+      stop_engine
+    fi
+    exit "$status"
+    ;;
+  *)
+    echo "usage: $0 start | stop | run -- COMMAND..." >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,1 @@
+"""Prometheus exporter for per-container CPU, memory and PID metrics."""
