@@ -7,6 +7,7 @@ they fail.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -73,10 +74,8 @@ def run_container(docker_client: docker.DockerClient) -> Iterator[RunContainer]:
 
     yield run
     for container in started:
-        try:
+        with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True)
-        except docker.errors.NotFound:
-            pass
 
 
 @pytest.fixture
