@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -74,10 +75,18 @@ class ContainerGoneError(Exception):
 class SampleSource(Protocol):
     """Reads resource use of containers: the cgroup files or the stats API."""
 
+    name: str  # "cgroup" or "api", for logs and the landing page
+
     def read(self, container: ContainerInfo) -> ContainerSample:
         """Read one container.
 
         Raises:
             ContainerGoneError: the container no longer exists or stopped.
         """
+        ...
+
+    def read_all(
+        self, containers: Sequence[ContainerInfo]
+    ) -> dict[str, ContainerSample]:
+        """Read many containers, keyed by ID; containers that are gone are left out."""
         ...
