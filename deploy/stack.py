@@ -1,0 +1,335 @@
+"""Run the whole pipeline on this host: ``python -m deploy.stack up``.
+
+Starts the exporter, the enforcer, Alertmanager and Prometheus on 127.0.0.1,
+wired together by configs generated into the state folder, waits until each
+is healthy and runs until Ctrl-C or SIGTERM. A child that exits stops the
+rest, and the command exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType, TracebackType
+
+from deploy.config import (
+    DEFAULT_PORTS,
+    DEFAULT_RULES_FOLDER,
+    StackConfigError,
+    StackSettings,
+    check_configs,
+    duration,
+    settings_from_environment,
+    write_configs,
+)
+from deploy.processes import (
+    ProcessSpec,
+    StackProcess,
+    StackProcessError,
+    check_port_free,
+    log_tail,
+)
+
+logger = logging.getLogger(__name__)
+
+START_TIMEOUT_SECONDS = 60.0
+
+
+def committed_rule_files(folder: Path = DEFAULT_RULES_FOLDER) -> list[Path]:
+    """Return the Prometheus rule files rendered from the default policy."""
+    candidates = sorted(folder.glob("*.rules.yml")) + sorted(folder.glob("rules/*.yml"))
+    if not candidates:
+        raise StackConfigError(
+            f"no rule files (*.rules.yml or rules/*.yml) in {folder}; "
+            "render them with `warden-alerts` or pass --rules"
+        )
+    return candidates
+
+
+def executable(name: str) -> str:
+    """Return the path of a console script of this environment, or of PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        raise StackConfigError(
+            f"{name} not found beside {sys.executable} or on PATH; "
+            "run deploy/setup.sh to install it"
+        )
+    return found
+
+
+def process_specs(settings: StackSettings) -> list[ProcessSpec]:
+    """Describe the four processes of the stack, in order of start."""
+    state = settings.state
+    ports = settings.ports
+    enforcer_argv = [
+        executable("warden-enforcer"),
+        f"--web.listen-address=127.0.0.1:{ports['enforcer']}",
+        f"--webhook.token-file={settings.token_path}",
+        f"--audit.path={settings.audit_path}",
+        *settings.enforcer_flags,
+    ]
+    if settings.dry_run:
+        enforcer_argv.append("--dry-run")
+    return [
+        ProcessSpec(
+            name="exporter",
+            argv=[
+                executable("warden-exporter"),
+                f"--web.listen-address=127.0.0.1:{ports['exporter']}",
+            ],
+            port=ports["exporter"],
+            health_path="/healthz",
+            port_setting="WARDEN_STACK_EXPORTER_PORT",
+        ),
+        ProcessSpec(
+            name="enforcer",
+            argv=enforcer_argv,
+            port=ports["enforcer"],
+            health_path="/readyz",
+            port_setting="WARDEN_STACK_ENFORCER_PORT",
+        ),
+        ProcessSpec(
+            name="alertmanager",
+            argv=[
+                executable("prometheus-alertmanager"),
+                f"--config.file={settings.alertmanager_config_path}",
+                f"--storage.path={state / 'alertmanager-data'}",
+                f"--web.listen-address=127.0.0.1:{ports['alertmanager']}",
+                "--cluster.listen-address=",
+            ],
+            port=ports["alertmanager"],
+            health_path="/-/ready",
+            port_setting="WARDEN_STACK_ALERTMANAGER_PORT",
+        ),
+        ProcessSpec(
+            name="prometheus",
+            argv=[
+                executable("prometheus"),
+                f"--config.file={settings.prometheus_config_path}",
+                f"--storage.tsdb.path={state / 'prometheus-data'}",
+                f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
+                "--web.enable-lifecycle",
+            ],
+            port=ports["prometheus"],
+            health_path="/-/ready",
+            port_setting="WARDEN_STACK_PROMETHEUS_PORT",
+        ),
+    ]
+
+
+class Stack:
+    """The four processes of the local stack, started and stopped together.
+
+    Use as a context manager, so that every child is stopped on the way out.
+    """
+
+    def __init__(
+        self, settings: StackSettings, specs: Sequence[ProcessSpec] | None = None
+    ) -> None:
+        self.settings = settings
+        self.specs = list(specs) if specs is not None else process_specs(settings)
+        self.processes: list[StackProcess] = []
+
+    def start(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
+        """Write and check the configs, then start each child and wait for it.
+
+        Raises:
+            StackConfigError: a config is invalid.
+            StackProcessError: a port is taken, or a child exited or did not
+                become healthy in time; the children already started are
+                stopped again.
+        """
+        for spec in self.specs:
+            check_port_free(spec)
+        write_configs(self.settings, fresh_token=True)
+        check_configs(self.settings)
+        try:
+            for spec in self.specs:
+                log_path = self.settings.state / f"{spec.name}.log"
+                process = StackProcess(spec, log_path)
+                self.processes.append(process)
+                process.wait_healthy(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop every child in reverse order of start."""
+        while self.processes:
+            self.processes.pop().stop()
+
+    def check_children(self) -> None:
+        """Raise StackProcessError when a child has exited."""
+        for process in self.processes:
+            status = process.exited()
+            if status is not None:
+                raise StackProcessError(
+                    f"{process.spec.name} (pid {process.pid}) exited with status "
+                    f"{status}; last lines of {process.log_path}:\n"
+                    f"{log_tail(process.log_path)}"
+                )
+
+    def run_until(self, stop: threading.Event, poll_seconds: float = 0.5) -> None:
+        """Watch the children until ``stop`` is set or one of them exits."""
+        while not stop.wait(poll_seconds):
+            self.check_children()
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def print_summary(settings: StackSettings, rule_files: Sequence[Path]) -> None:
+    """Print where each part listens and where its files are."""
+    guarded = settings.name_regex or "(every container)"
+    lines = [
+        "Warden is running. Press Ctrl-C to stop.",
+        f"  exporter      {settings.url('exporter')}/metrics",
+        f"  enforcer      {settings.url('enforcer')}/events (bearer token)",
+        f"  prometheus    {settings.url('prometheus')}/alerts",
+        f"  alertmanager  {settings.url('alertmanager')}",
+        f"  audit log     {settings.audit_path}",
+        f"  token         {settings.token_path}",
+        f"  logs          {settings.state}/<part>.log",
+        f"  rules         {', '.join(str(path) for path in rule_files)}",
+        f"  guarding      container names matching {guarded}",
+    ]
+    if settings.dry_run:
+        lines.append("  dry run       decisions are recorded, no container is touched")
+    print("\n".join(lines), flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the parser of the stack's commands and flags."""
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.stack",
+        description="Run Warden's exporter, enforcer, Prometheus and "
+        "Alertmanager on 127.0.0.1. Each flag defaults to the environment "
+        "variable named in its help.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "command",
+        choices=["up", "config"],
+        help="up: run the stack until Ctrl-C; config: write and check the configs only",
+    )
+    parser.add_argument(
+        "--state", type=Path, help="state folder (WARDEN_STATE, default .warden/)"
+    )
+    for part, default in DEFAULT_PORTS.items():
+        parser.add_argument(
+            f"--{part}-port",
+            type=int,
+            help=f"{part} port on 127.0.0.1 "
+            f"(WARDEN_STACK_{part.upper()}_PORT, default {default})",
+        )
+    parser.add_argument(
+        "--name-regex",
+        help="guard only containers whose name matches this regular "
+        "expression (WARDEN_CONTAINER_NAME_REGEX, default every container)",
+    )
+    parser.add_argument(
+        "--rules",
+        type=Path,
+        action="append",
+        help="Prometheus rule file to load instead of the committed ones; repeatable",
+    )
+    parser.add_argument(
+        "--scrape-interval",
+        type=float,
+        default=5.0,
+        help="seconds between scrapes and between rule evaluations",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="record decisions but touch no container (WARDEN_STACK_DRY_RUN)",
+    )
+    return parser
+
+
+def settings_from_arguments(arguments: argparse.Namespace) -> StackSettings:
+    """Combine the flags with the environment into stack settings."""
+    ports = {
+        part: getattr(arguments, f"{part}_port")
+        for part in DEFAULT_PORTS
+        if getattr(arguments, f"{part}_port")
+    }
+    return settings_from_environment(
+        state=arguments.state.resolve() if arguments.state else None,
+        ports=ports,
+        name_regex=arguments.name_regex,
+        rule_files=arguments.rules or committed_rule_files(),
+        scrape_interval_seconds=arguments.scrape_interval,
+        evaluation_interval_seconds=arguments.scrape_interval,
+        dry_run=arguments.dry_run,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a stack command and return the exit status."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s stack: %(message)s", stream=sys.stderr
+    )
+    arguments = build_parser().parse_args(argv)
+    try:
+        settings = settings_from_arguments(arguments)
+        duration(settings.scrape_interval_seconds)
+    except StackConfigError as error:
+        print(f"stack: {error}", file=sys.stderr)
+        return 2
+
+    if arguments.command == "config":
+        try:
+            write_configs(settings, fresh_token=False)
+            check_configs(settings)
+        except StackConfigError as error:
+            print(f"stack: {error}", file=sys.stderr)
+            return 2
+        print(f"configs written to {settings.state} and checked")
+        return 0
+
+    stop = threading.Event()
+
+    def request_stop(signal_number: int, frame: FrameType | None) -> None:
+        logger.info("received %s, stopping", signal.Signals(signal_number).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    started = time.monotonic()
+    with Stack(settings) as stack:
+        try:
+            stack.start()
+            logger.info("stack healthy after %.1f s", time.monotonic() - started)
+            print_summary(settings, settings.rule_files)
+            stack.run_until(stop)
+        except StackConfigError as error:
+            print(f"stack: {error}", file=sys.stderr)
+            return 2
+        except StackProcessError as error:
+            print(f"stack: {error}", file=sys.stderr)
+            return 1
+    print("stack: stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
