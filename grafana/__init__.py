@@ -1,0 +1,1 @@
+"""Grafana dashboard of Warden and the generator that writes its JSON."""
