@@ -1,0 +1,152 @@
+"""Entry point of ``warden-exporter``: settings, wiring, serving, shutdown."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import FrameType
+
+from prometheus_client import CollectorRegistry
+
+from exporter.collector import ContainerCollector
+from exporter.cpu import CpuUtilizationTracker
+from exporter.discovery import Discovery
+from exporter.docker_api import DockerApi
+from exporter.http import ThreadingWsgiServer, make_app, make_http_server
+from exporter.logs import configure_logging
+from exporter.model import ContainerInfo, SampleSource
+from exporter.settings import Settings, parse_settings
+
+log = logging.getLogger(__name__)
+
+# Time to wait for the first container list before serving, so that the
+# first scrape after a start does not show an empty host.
+FIRST_SYNC_TIMEOUT = 5.0
+
+
+def choose_source(
+    settings: Settings, client: DockerApi, containers: Sequence[ContainerInfo]
+) -> SampleSource:
+    """Return the reader that ``--source`` selects; ``auto`` probes cgroups.
+
+    The probe resolves one of ``containers``, which proves that the proc
+    root is the host's pid namespace.
+    """
+    from exporter.cgroup import CgroupReader
+
+    if settings.source == "api":
+        return _stats_api_reader(client)
+    reader = CgroupReader(settings.cgroup_root, settings.proc_root)
+    if settings.source == "cgroup":
+        return reader
+    reason = reader.probe(containers)
+    if reason is None:
+        return reader
+    log.warning(
+        "cgroup files under %s are not readable, using the Docker stats API, "
+        "which costs about one second per container: %s",
+        settings.cgroup_root,
+        reason,
+    )
+    return _stats_api_reader(client)
+
+
+def _stats_api_reader(client: DockerApi) -> SampleSource:
+    from exporter.stats_api import StatsApiReader
+
+    return StatsApiReader(client)
+
+
+@dataclass
+class Exporter:
+    """The parts of a running exporter, started and stopped together."""
+
+    settings: Settings
+    client: DockerApi
+    discovery: Discovery
+    registry: CollectorRegistry
+    server: ThreadingWsgiServer
+    source: SampleSource
+
+    def serve(self, stop: threading.Event) -> None:
+        """Serve until ``stop`` is set, then shut everything down."""
+        thread = threading.Thread(
+            target=self.server.serve_forever, name="warden-http", daemon=True
+        )
+        thread.start()
+        log.info(
+            "exporter listening on %s%s, reading from %s",
+            self.settings.listen_address,
+            self.settings.telemetry_path,
+            self.source.name,
+        )
+        stop.wait()
+        log.info("exporter stopping")
+        self.server.shutdown()
+        self.server.server_close()
+        self.discovery.stop()
+        self.client.close()
+        log.info("exporter stopped")
+
+
+def build_exporter(settings: Settings) -> Exporter:
+    """Wire the parts together, start discovery and bind the listen address.
+
+    Raises:
+        OSError: the listen address is in use or not available.
+    """
+    client = DockerApi(settings.docker_host, timeout=settings.docker_timeout)
+    tracker = CpuUtilizationTracker()
+    discovery = Discovery(
+        client, resync_interval=settings.resync_interval, on_remove=tracker.forget
+    )
+    discovery.start()
+    if not discovery.wait_synced(FIRST_SYNC_TIMEOUT):
+        log.warning(
+            "no container list from %s within %s s; serving while retrying",
+            client.base_url,
+            FIRST_SYNC_TIMEOUT,
+        )
+    source = choose_source(settings, client, discovery.containers())
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(
+        ContainerCollector(discovery, source, tracker, settings.label_allowlist)
+    )
+    app = make_app(registry, settings.telemetry_path, source.name)
+    try:
+        server = make_http_server(settings.listen_host, settings.listen_port, app)
+    except OSError:
+        discovery.stop()
+        client.close()
+        raise
+    return Exporter(settings, client, discovery, registry, server, source)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the exporter until SIGTERM or Ctrl-C; return the exit status."""
+    settings = parse_settings(argv)
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        exporter = build_exporter(settings)
+    except OSError as error:
+        log.error(
+            "cannot listen on %s: %s; choose another --web.listen-address",
+            settings.listen_address,
+            error,
+        )
+        return 1
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+    exporter.serve(stop)
+    return 0
