@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -16,7 +17,6 @@ from exporter.cgroup_paths import (
     is_cgroup_v2,
 )
 from exporter.errors import (
-    CgroupParseError,
     CgroupReadError,
     HostFactError,
     ReaderError,
@@ -27,9 +27,6 @@ from exporter.model import ContainerGoneError, ContainerInfo, ContainerSample
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-_NS_PER_SECOND = 1e9
-_US_PER_SECOND = 1e6
 
 
 class _Files:
@@ -119,6 +116,51 @@ class _Files:
         if text is None:
             return False, None
         return self.parse(controller, name, text, parse)
+
+
+def _key(key: str) -> Callable[[str, Path], int]:
+    def parse(text: str, path: Path) -> int:
+        return files.parse_key(text, path, key)
+
+    return parse
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where one cgroup version keeps each value: (controller, file, parser)."""
+
+    version: int
+    cpu_usage: tuple[str, str, Callable[[str, Path], int]]
+    cpu_throttled: tuple[str, str, Callable[[str, Path], int]]
+    cpu_units_per_second: float
+    memory_usage: str
+    inactive_file: str
+    memory_limit: str
+    oom_events: str
+
+
+_V1_LAYOUT = _Layout(
+    version=1,
+    cpu_usage=("cpuacct", "cpuacct.usage", files.parse_integer),
+    cpu_throttled=("cpu", "cpu.stat", _key("throttled_time")),
+    cpu_units_per_second=1e9,  # nanoseconds
+    memory_usage="memory.usage_in_bytes",
+    # total_ includes child cgroups, as usage_in_bytes does.
+    inactive_file="total_inactive_file",
+    memory_limit="memory.limit_in_bytes",
+    oom_events="memory.oom_control",
+)
+
+_V2_LAYOUT = _Layout(
+    version=2,
+    cpu_usage=("cpu", "cpu.stat", _key("usage_usec")),
+    cpu_throttled=("cpu", "cpu.stat", _key("throttled_usec")),
+    cpu_units_per_second=1e6,  # microseconds
+    memory_usage="memory.current",
+    inactive_file="inactive_file",
+    memory_limit="memory.max",
+    oom_events="memory.events",
+)
 
 
 def _working_set(usage: int | None, inactive_file: int | None) -> int | None:
@@ -220,10 +262,8 @@ class CgroupReader:
             sample.errors["host_read"] = str(error)
             host = None
         try:
-            if paths.version == 2:
-                self._read_v2(reading, host)
-            else:
-                self._read_v1(reading, host)
+            layout = _V2_LAYOUT if paths.version == 2 else _V1_LAYOUT
+            self._read_files(reading, host, layout)
         except ContainerGoneError:
             self._resolver.forget(container.id)
             raise
@@ -262,42 +302,6 @@ class CgroupReader:
             return
         self._warned.add(key)
         logger.warning("container %s: %s", container_id, message)
-
-    def _read_v1(self, reading: _Files, host: HostLimits | None) -> None:
-        sample = reading.sample
-        sample.cpu_clock_seconds = time.monotonic()
-        usage_ns = reading.value("cpuacct", "cpuacct.usage", files.parse_integer)
-        if usage_ns is not None:
-            sample.cpu_usage_seconds = usage_ns / _NS_PER_SECOND
-        throttled_ns = reading.value(
-            "cpu",
-            "cpu.stat",
-            lambda text, path: files.parse_key(text, path, "throttled_time"),
-        )
-        if throttled_ns is not None:
-            sample.cpu_throttled_seconds = throttled_ns / _NS_PER_SECOND
-        sample.cpu_limit_cores = self._v1_cpu_limit(reading, host)
-
-        usage = reading.value("memory", "memory.usage_in_bytes", files.parse_integer)
-        sample.memory_usage_bytes = usage
-        inactive = reading.value(
-            "memory",
-            "memory.stat",
-            lambda text, path: files.parse_key(text, path, "total_inactive_file"),
-        )
-        sample.memory_working_set_bytes = _working_set(usage, inactive)
-        ok, limit = reading.limit(
-            "memory", "memory.limit_in_bytes", files.parse_integer
-        )
-        if ok and host is not None:
-            sample.memory_limit_bytes = _cap(limit, host.memory_total_bytes)
-        sample.memory_oom_kills = reading.value(
-            "memory",
-            "memory.oom_control",
-            lambda text, path: files.parse_key(text, path, "oom_kill"),
-        )
-
-        self._read_pids(reading, host)
 
     def _v1_cpu_limit(self, reading: _Files, host: HostLimits | None) -> float | None:
         quota_text = reading.text("cpu", "cpu.cfs_quota_us", optional=True)
@@ -341,47 +345,34 @@ class CgroupReader:
                 return cores
         return self._cpuset_limit(reading, host, "cpuset.cpus.effective")
 
-    def _read_v2(self, reading: _Files, host: HostLimits | None) -> None:
+    def _read_files(
+        self, reading: _Files, host: HostLimits | None, layout: _Layout
+    ) -> None:
         sample = reading.sample
         sample.cpu_clock_seconds = time.monotonic()
-        cpu_stat = reading.value("cpu", "cpu.stat", files.parse_keyed)
-        if cpu_stat is not None:
-            directory = reading.paths.unified
-            for key in ("usage_usec", "throttled_usec"):
-                if key not in cpu_stat:
-                    reading.error(
-                        CgroupParseError(f"no {key!r} line in {directory}/cpu.stat")
-                    )
-            if "usage_usec" in cpu_stat:
-                sample.cpu_usage_seconds = cpu_stat["usage_usec"] / _US_PER_SECOND
-            if "throttled_usec" in cpu_stat:
-                sample.cpu_throttled_seconds = (
-                    cpu_stat["throttled_usec"] / _US_PER_SECOND
-                )
-        sample.cpu_limit_cores = self._v2_cpu_limit(reading, host)
+        usage = reading.value(*layout.cpu_usage)
+        if usage is not None:
+            sample.cpu_usage_seconds = usage / layout.cpu_units_per_second
+        throttled = reading.value(*layout.cpu_throttled)
+        if throttled is not None:
+            sample.cpu_throttled_seconds = throttled / layout.cpu_units_per_second
+        if layout.version == 2:
+            sample.cpu_limit_cores = self._v2_cpu_limit(reading, host)
+        else:
+            sample.cpu_limit_cores = self._v1_cpu_limit(reading, host)
 
-        usage = reading.value("memory", "memory.current", files.parse_integer)
-        sample.memory_usage_bytes = usage
-        inactive = reading.value(
-            "memory",
-            "memory.stat",
-            lambda text, path: files.parse_key(text, path, "inactive_file"),
-        )
-        sample.memory_working_set_bytes = _working_set(usage, inactive)
-        ok, limit = reading.limit("memory", "memory.max", files.parse_limit)
+        memory = reading.value("memory", layout.memory_usage, files.parse_integer)
+        sample.memory_usage_bytes = memory
+        inactive = reading.value("memory", "memory.stat", _key(layout.inactive_file))
+        sample.memory_working_set_bytes = _working_set(memory, inactive)
+        ok, limit = reading.limit("memory", layout.memory_limit, files.parse_limit)
         if ok and host is not None:
             sample.memory_limit_bytes = _cap(limit, host.memory_total_bytes)
         sample.memory_oom_kills = reading.value(
-            "memory",
-            "memory.events",
-            lambda text, path: files.parse_key(text, path, "oom_kill"),
+            "memory", layout.oom_events, _key("oom_kill")
         )
 
-        self._read_pids(reading, host)
-
-    @staticmethod
-    def _read_pids(reading: _Files, host: HostLimits | None) -> None:
-        reading.sample.pids = reading.value("pids", "pids.current", files.parse_integer)
+        sample.pids = reading.value("pids", "pids.current", files.parse_integer)
         ok, limit = reading.limit("pids", "pids.max", files.parse_limit)
         if ok and host is not None:
-            reading.sample.pids_limit = _cap(limit, host.pids_limit)
+            sample.pids_limit = _cap(limit, host.pids_limit)
