@@ -1,0 +1,157 @@
+"""Command line of the enforcer: serve the webhook, or verify an audit log.
+
+``warden-enforcer [FLAGS]`` serves; ``warden-enforcer verify-audit PATH``
+checks the hash chain of an audit log and exits 0 when it is intact, 1
+when it is broken and 2 when it cannot be read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from flask import Flask
+from prometheus_client import CollectorRegistry
+
+from enforcer.app import create_app
+from enforcer.audit import AuditError, AuditLog, verify_chain
+from enforcer.docker_api import EngineDocker
+from enforcer.server import EnforcerServer
+from enforcer.settings import Settings, SettingsError, load_settings
+
+logger = logging.getLogger(__name__)
+
+EXIT_INVALID = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return its exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "verify-audit":
+        return verify_audit(args[1:])
+
+    try:
+        settings = load_settings(args)
+    except SettingsError as error:
+        print(f"warden-enforcer: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    configure_logging(settings.log_level, settings.log_format)
+
+    try:
+        # Fail at start, not on the first alert; the worker opens its own.
+        probe = AuditLog(settings.audit_path)
+        probe.check_writable()
+        probe.close()
+    except AuditError as error:
+        print(
+            f"warden-enforcer: invalid --audit.path: {error}; choose a writable file",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+
+    if settings.token is None:
+        logger.warning(
+            "no --webhook.token-file: /webhook and /events accept requests "
+            "without a token from %s",
+            settings.listen_address,
+        )
+    logger.info(
+        "starting enforcer: listen=%s tls=%s audit=%s dry_run=%s "
+        "max_actions_per_minute=%d stop_grace_seconds=%g",
+        settings.listen_address,
+        settings.tls,
+        settings.audit_path,
+        settings.dry_run,
+        settings.max_actions_per_minute,
+        settings.stop_grace_seconds,
+    )
+    EnforcerServer(lambda: build_app(settings), settings).run()
+    logger.info("enforcer stopped")
+    return 0
+
+
+def build_app(settings: Settings) -> Flask:
+    """Build the app with a real Docker client and the configured audit log."""
+    docker = EngineDocker(base_url=settings.docker_host)
+    audit = AuditLog(settings.audit_path)
+    return create_app(settings, docker, audit, CollectorRegistry())
+
+
+def verify_audit(args: Sequence[str]) -> int:
+    """Check an audit log's hash chain and print the outcome."""
+    if len(args) != 1 or args[0].startswith("-"):
+        print("usage: warden-enforcer verify-audit PATH", file=sys.stderr)
+        return EXIT_INVALID
+    path = args[0]
+    try:
+        result = verify_chain(Path(path))
+    except (OSError, AuditError) as error:
+        print(
+            f"warden-enforcer: cannot read audit log {path!r}: {error}", file=sys.stderr
+        )
+        return EXIT_INVALID
+    if result.ok:
+        print(f"{path}: {result.lines} records, hash chain intact")
+        return 0
+    print(
+        f"{path}: hash chain broken at line {result.first_broken_line} of "
+        f"{result.lines}: {result.reason}"
+    )
+    return 1
+
+
+class LogfmtFormatter(logging.Formatter):
+    """Format records as logfmt: ``ts=... level=info logger=... msg="..."``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = {
+            "ts": _timestamp(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            fields["error"] = self.formatException(record.exc_info)
+        return " ".join(
+            f"{key}={_logfmt_value(value)}" for key, value in fields.items()
+        )
+
+
+class JSONFormatter(logging.Formatter):
+    """Format records as one JSON object per line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = {
+            "ts": _timestamp(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            fields["error"] = self.formatException(record.exc_info)
+        return json.dumps(fields)
+
+
+def configure_logging(level: str, log_format: str) -> None:
+    """Send the enforcer's logs to stderr in the chosen format."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JSONFormatter() if log_format == "json" else LogfmtFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+    return f"{seconds}.{int(record.msecs):03d}Z"
+
+
+def _logfmt_value(value: str) -> str:
+    if value and not any(char in value for char in ' ="\n\\'):
+        return value
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'

@@ -1,0 +1,349 @@
+"""Decide, for each alert of a notification, whether to act, and act.
+
+The checks run in this order, and the first that applies is the decision:
+
+1. ``skipped_resolved``: the alert's own status is not firing. The group's
+   status is never a reason to act.
+2. ``skipped_invalid``: the ``action`` label is not kill, stop or pause, or
+   the ``id`` label is not a full 64-hex lowercase container ID.
+3. ``duplicate``: the audit log already has a decision for this alert
+   occurrence (fingerprint plus startsAt). This comes before any Docker
+   call, so a re-delivery for a container that was already killed is
+   recorded as a duplicate and not as ``skipped_not_running``.
+4. ``not_found``: no container has this full ID.
+5. ``skipped_not_running``: the container is not running (for pause, also
+   when it is already paused).
+6. ``skipped_protected``: the container is protected.
+7. ``skipped_stale``: the container started after the alert did, so the
+   alert is about an earlier life of it.
+8. ``rate_limited``: the limit of actions per minute is reached.
+9. ``dry_run``: the enforcer only records.
+10. ``killed``, ``stopped`` or ``paused``, or ``error`` when Docker fails.
+
+Checks 3 to 10 of one alert run under the audit log's lock, so two
+deliveries of one alert at the same moment give one action.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from enforcer.docker_api import (
+    FULL_ID,
+    ContainerNotFoundError,
+    ContainerState,
+    DockerActionError,
+    DockerBackend,
+    DockerUnavailableError,
+    Usage,
+)
+from enforcer.metrics import EnforcerMetrics
+from enforcer.ratelimit import SlidingWindowLimiter
+from enforcer.settings import ProtectRules
+
+logger = logging.getLogger(__name__)
+
+ACTIONS = {"kill": "killed", "stop": "stopped", "pause": "paused"}
+PROTECT_LABEL = "warden.protect"
+ROLE_LABEL = "warden.role"
+_CGROUP_ID = re.compile(r"(?:/docker/|docker-)([0-9a-f]{64})(?:\.scope)?\b")
+_MOUNT_ID = re.compile(r"/containers/([0-9a-f]{64})/")
+
+
+@dataclass(frozen=True)
+class NotificationContext:
+    """Facts about one webhook request that every record of it carries."""
+
+    request_id: str
+    received_at: float  # time.monotonic() when the request arrived
+    receiver: str
+    group_key: str
+    truncated_alerts: int
+
+    def as_record(self) -> dict[str, Any]:
+        return {
+            "receiver": self.receiver,
+            "groupKey": self.group_key,
+            "truncatedAlerts": self.truncated_alerts,
+        }
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of the checks for one alert."""
+
+    result: str
+    reason: str
+    state: ContainerState | None = None
+    usage: Usage | None = None
+    acted: bool = False
+
+
+class Decider:
+    """Run the checks on the alerts of a notification and record each one."""
+
+    def __init__(
+        self,
+        *,
+        docker: DockerBackend,
+        audit: Any,
+        metrics: EnforcerMetrics,
+        limiter: SlidingWindowLimiter,
+        protect: ProtectRules,
+        own_container_ids: Iterable[str] = (),
+        stop_grace_seconds: float = 10.0,
+        dry_run: bool = False,
+    ) -> None:
+        self.docker = docker
+        self.audit = audit
+        self.metrics = metrics
+        self.limiter = limiter
+        self.protect = protect
+        self.own_container_ids = frozenset(own_container_ids)
+        self.stop_grace_seconds = stop_grace_seconds
+        self.dry_run = dry_run
+
+    def handle(
+        self, alerts: Iterable[Any], context: NotificationContext
+    ) -> list[dict[str, Any]]:
+        """Decide on every alert and append one audit record per alert.
+
+        Raises:
+            DockerUnavailableError: Docker stopped answering; the alerts
+                decided so far are recorded, the rest are not.
+            AuditError: the audit log could not be written.
+        """
+        records = []
+        for alert in alerts:
+            records.append(self._handle_one(alert, context))
+        return records
+
+    def _handle_one(self, alert: Any, context: NotificationContext) -> dict[str, Any]:
+        labels: Mapping[str, str] = alert.labels
+        action = labels.get("action", "")
+        container_id = labels.get("id", "")
+
+        early = _validate(alert, action, container_id)
+        if early is not None:
+            return self._record(alert, early, context)
+
+        with self.audit.locked():
+            if self.audit.is_decided(alert.key):
+                decision = Decision(
+                    "duplicate", "this alert occurrence was already decided"
+                )
+            else:
+                decision = self._decide(alert, action, container_id)
+            return self._record(alert, decision, context, locked=True)
+
+    def _decide(self, alert: Any, action: str, container_id: str) -> Decision:
+        try:
+            state = self.docker.inspect(container_id)
+        except ContainerNotFoundError:
+            self.metrics.docker_up.set(1)
+            return Decision("not_found", "no container has this ID")
+        except DockerUnavailableError:
+            self.metrics.docker_up.set(0)
+            raise
+        self.metrics.docker_up.set(1)
+
+        usage = self.docker.usage(state) if state.running else None
+        if not state.running:
+            return Decision(
+                "skipped_not_running", f"container is {state.status}", state, usage
+            )
+        if action == "pause" and state.paused:
+            return Decision("skipped_not_running", "already paused", state, usage)
+
+        protected = self.protection_reason(state)
+        if protected is not None:
+            return Decision("skipped_protected", protected, state, usage)
+
+        if state.started_at is not None and state.started_at > alert.starts_at:
+            return Decision(
+                "skipped_stale",
+                f"container started at {_rfc3339(state.started_at)}, after "
+                f"the alert's startsAt {_rfc3339(alert.starts_at)}",
+                state,
+                usage,
+            )
+
+        if not self.limiter.try_acquire():
+            logger.error(
+                "rate limit of %d actions per minute reached, not acting: "
+                "container_id=%s alertname=%s action=%s",
+                self.limiter.limit,
+                container_id,
+                alert.labels.get("alertname", ""),
+                action,
+            )
+            return Decision(
+                "rate_limited",
+                f"more than {self.limiter.limit} actions in the last minute",
+                state,
+                usage,
+            )
+
+        if self.dry_run:
+            return Decision("dry_run", f"would {action}", state, usage)
+
+        return self._act(action, state, usage)
+
+    def _act(self, action: str, state: ContainerState, usage: Usage | None) -> Decision:
+        try:
+            if action == "kill":
+                self.docker.kill(state.id)
+            elif action == "stop":
+                self.docker.stop(state.id, self.stop_grace_seconds)
+            else:
+                self.docker.pause(state.id)
+        except ContainerNotFoundError:
+            return Decision(
+                "not_found", f"container was removed before {action}", state, usage
+            )
+        except (DockerActionError, DockerUnavailableError) as error:
+            return Decision("error", str(error), state, usage, acted=True)
+        return Decision(
+            ACTIONS[action], f"{action} succeeded", state, usage, acted=True
+        )
+
+    def protection_reason(self, state: ContainerState) -> str | None:
+        """Return why a container must not be acted on, or None."""
+        if state.labels.get(PROTECT_LABEL, "").lower() == "true":
+            return f"label {PROTECT_LABEL}=true"
+        if ROLE_LABEL in state.labels:
+            return f"monitoring stack (label {ROLE_LABEL}={state.labels[ROLE_LABEL]})"
+        if state.id in self.own_container_ids:
+            return "the enforcer's own container"
+        if state.name in self.protect.names:
+            return f"name {state.name} is in --protect"
+        for key, value in sorted(self.protect.labels):
+            if state.labels.get(key) == value:
+                return f"label {key}={value} is in --protect"
+        return None
+
+    def _record(
+        self,
+        alert: Any,
+        decision: Decision,
+        context: NotificationContext,
+        locked: bool = False,
+    ) -> dict[str, Any]:
+        labels = alert.labels
+        state = decision.state
+        duration = time.monotonic() - context.received_at
+        record = {
+            "time": _rfc3339(datetime.now(UTC)),
+            "container_id": labels.get("id", ""),
+            "container_name": state.name if state else labels.get("name", ""),
+            "image": state.image if state else "",
+            "alertname": labels.get("alertname", ""),
+            "violation": labels.get("violation", ""),
+            "action": labels.get("action", ""),
+            "result": decision.result,
+            "reason": decision.reason,
+            "alert": {
+                "key": alert.key,
+                "fingerprint": alert.fingerprint,
+                "startsAt": alert.starts_at_raw,
+                "status": alert.status,
+                "labels": dict(labels),
+                "annotations": dict(alert.annotations),
+            },
+            "usage": (decision.usage or Usage()).as_record(),
+            "duration_seconds": round(duration, 6),
+            "request_id": context.request_id,
+            "notification": context.as_record(),
+        }
+        if locked:
+            self.audit.append(record)
+        else:
+            with self.audit.locked():
+                self.audit.append(record)
+
+        self.metrics.count_decision(
+            record["action"], record["violation"], decision.result
+        )
+        if decision.acted:
+            self.metrics.action_duration.observe(duration)
+            log = logger.info if decision.result != "error" else logger.error
+            log(
+                "action %s on container: container_id=%s name=%s alertname=%s "
+                "result=%s reason=%s",
+                record["action"],
+                record["container_id"],
+                record["container_name"],
+                record["alertname"],
+                decision.result,
+                decision.reason,
+            )
+        else:
+            if decision.result == "skipped_invalid":
+                log = logger.warning
+            elif decision.result == "duplicate":
+                log = logger.debug
+            else:
+                log = logger.info
+            log(
+                "not acting: container_id=%s alertname=%s result=%s reason=%s",
+                record["container_id"],
+                record["alertname"],
+                decision.result,
+                decision.reason,
+            )
+        return record
+
+
+def own_container_ids(proc_root: Path = Path("/proc")) -> frozenset[str]:
+    """Find the ID of the container this process runs in, if any.
+
+    Reads /proc/self/cgroup (``/docker/<id>`` on cgroupfs,
+    ``docker-<id>.scope`` on systemd) and /proc/self/mountinfo, where Docker
+    bind-mounts /etc/hostname from ``.../containers/<id>/hostname``. The
+    mountinfo lines are limited to that mount point because the host's own
+    mountinfo lists every container's shm mount.
+    """
+    found: set[str] = set()
+    try:
+        cgroup = (proc_root / "self" / "cgroup").read_text()
+    except OSError:
+        cgroup = ""
+    found.update(_CGROUP_ID.findall(cgroup))
+    try:
+        mountinfo = (proc_root / "self" / "mountinfo").read_text()
+    except OSError:
+        mountinfo = ""
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if len(fields) > 4 and fields[4] in ("/etc/hostname", "/etc/hosts"):
+            found.update(_MOUNT_ID.findall(fields[3]))
+    return frozenset(found)
+
+
+def _validate(alert: Any, action: str, container_id: str) -> Decision | None:
+    if alert.status != "firing":
+        return Decision("skipped_resolved", f"alert status is {alert.status!r}")
+    if action not in ACTIONS:
+        return Decision(
+            "skipped_invalid",
+            f"label action={action!r}; expected one of kill, stop, pause",
+        )
+    if not FULL_ID.match(container_id):
+        return Decision(
+            "skipped_invalid",
+            f"label id={container_id!r}; expected a full 64-hex lowercase ID",
+        )
+    return None
+
+
+def _rfc3339(moment: datetime) -> str:
+    """Format a time as RFC 3339 UTC with milliseconds."""
+    utc = moment.astimezone(UTC)
+    return utc.isoformat(timespec="milliseconds").replace("+00:00", "Z")

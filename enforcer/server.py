@@ -1,0 +1,67 @@
+"""Serve the enforcer's app with gunicorn, embedded in the console script.
+
+One worker process with threads: the rate limiter lives in memory, so it
+must be shared by every request. SIGTERM stops accepting connections and
+lets the requests in flight finish, for up to the graceful timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+from enforcer.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+THREADS = 8
+# Time a request may take beyond the stop grace period (Docker's own work,
+# the audit fsync) before gunicorn gives up on it at shutdown.
+SHUTDOWN_MARGIN_SECONDS = 20.0
+
+
+class EnforcerServer(BaseApplication):
+    """A gunicorn application that builds the Flask app inside its worker."""
+
+    def __init__(self, app_factory: Callable[[], Flask], settings: Settings) -> None:
+        self.app_factory = app_factory
+        self.settings = settings
+        super().__init__()
+
+    def gunicorn_options(self) -> dict[str, Any]:
+        """Return the gunicorn settings derived from the enforcer's settings."""
+        settings = self.settings
+        # A stop request may wait the whole grace period for the container.
+        request_seconds = settings.stop_grace_seconds + SHUTDOWN_MARGIN_SECONDS
+        options: dict[str, Any] = {
+            "bind": [settings.listen_address],
+            "workers": 1,
+            "worker_class": "gthread",
+            "threads": THREADS,
+            "timeout": request_seconds,
+            "graceful_timeout": request_seconds,
+            "keepalive": 5,
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": settings.log_level,
+            "proc_name": "warden-enforcer",
+            # Gunicorn's default limits on the request line and headers stay;
+            # the body limit is the app's --web.max-body-bytes.
+        }
+        if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+            options["certfile"] = str(settings.tls_cert_file)
+            options["keyfile"] = str(settings.tls_key_file)
+        return options
+
+    def load_config(self) -> None:
+        for key, value in self.gunicorn_options().items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        # Called in the worker after the fork, so that the Docker client's
+        # connections are never shared between processes.
+        return self.app_factory()

@@ -1,0 +1,443 @@
+"""Settings of the enforcer, built once from flags and the environment.
+
+Every flag also reads from ``WARDEN_ENFORCER_`` plus the flag in upper case
+with dots and dashes as underscores: ``--web.listen-address`` is
+``WARDEN_ENFORCER_WEB_LISTEN_ADDRESS``. A flag on the command line wins over
+the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ENV_PREFIX = "WARDEN_ENFORCER_"
+DEFAULT_LISTEN_ADDRESS = "127.0.0.1:9649"
+DEFAULT_AUDIT_PATH = "warden-audit.jsonl"
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("logfmt", "json")
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_SIZE = re.compile(r"^(\d+)(B|KiB|MiB|GiB|KB|MB|GB)?$")
+_SIZE_UNITS = {
+    "B": 1,
+    "KiB": 1024,
+    "MiB": 1024**2,
+    "GiB": 1024**3,
+    "KB": 1000,
+    "MB": 1000**2,
+    "GB": 1000**3,
+}
+# Docker's rule for container names, so a --protect entry that Docker would
+# reject as a name is caught at start rather than silently never matching.
+_CONTAINER_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+_LABEL_KEY = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-/]*$")
+
+
+class SettingsError(Exception):
+    """A flag or environment variable has a value the enforcer cannot use."""
+
+    def __init__(self, flag: str, message: str) -> None:
+        super().__init__(f"invalid {flag}: {message}")
+        self.flag = flag
+
+
+@dataclass(frozen=True)
+class ProtectRules:
+    """Containers that are never acted on besides the warden.protect label."""
+
+    names: frozenset[str] = frozenset()
+    labels: frozenset[tuple[str, str]] = frozenset()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings of one enforcer process."""
+
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 9649
+    # The webhook bearer token; kept out of repr so it never reaches a log.
+    token: str | None = field(default=None, repr=False)
+    token_file: Path | None = None
+    audit_path: Path = Path(DEFAULT_AUDIT_PATH)
+    docker_host: str | None = None
+    dry_run: bool = False
+    protect: ProtectRules = ProtectRules()
+    max_actions_per_minute: int = 10
+    stop_grace_seconds: float = 10.0
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    log_level: str = "info"
+    log_format: str = "logfmt"
+
+    @property
+    def listen_address(self) -> str:
+        """Return the address in the form gunicorn binds to."""
+        if ":" in self.listen_host:
+            return f"[{self.listen_host}]:{self.listen_port}"
+        return f"{self.listen_host}:{self.listen_port}"
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None
+
+
+def env_name(flag: str) -> str:
+    """Return the environment variable that sets ``flag``."""
+    return ENV_PREFIX + re.sub(r"[.\-]", "_", flag.lstrip("-")).upper()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the parser of the enforcer's flags, defaults shown in --help."""
+    parser = argparse.ArgumentParser(
+        prog="warden-enforcer",
+        description=(
+            "Receive Alertmanager webhooks and kill, stop or pause the "
+            "containers they name. Every flag also reads from "
+            "WARDEN_ENFORCER_<FLAG> (upper case, dots and dashes as "
+            "underscores). Run 'warden-enforcer verify-audit PATH' to check "
+            "an audit log's hash chain."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        allow_abbrev=False,
+    )
+    add = parser.add_argument
+    add(
+        "--web.listen-address",
+        dest="listen_address",
+        default=DEFAULT_LISTEN_ADDRESS,
+        help="host:port to listen on; beyond loopback a token file is required",
+    )
+    add(
+        "--webhook.token-file",
+        dest="token_file",
+        default=None,
+        help="file with the bearer token that /webhook and /events require",
+    )
+    add(
+        "--audit.path",
+        dest="audit_path",
+        default=DEFAULT_AUDIT_PATH,
+        help="append-only JSON lines file of every decision",
+    )
+    add(
+        "--docker.host",
+        dest="docker_host",
+        default=None,
+        help="Docker API address, e.g. unix:///var/run/docker.sock "
+        "(default: DOCKER_HOST or the local socket)",
+    )
+    add(
+        "--dry-run",
+        dest="dry_run",
+        action="store_true",
+        default=None,
+        help="decide and record, but never act on a container",
+    )
+    add(
+        "--protect",
+        dest="protect",
+        action="append",
+        default=None,
+        help="container name or label selector key=value never acted on; "
+        "repeatable or comma-separated (the warden.protect=true label always "
+        "protects)",
+    )
+    add(
+        "--actions.max-per-minute",
+        dest="max_actions_per_minute",
+        default="10",
+        help="actions allowed in any sliding minute; the rest are rate_limited",
+    )
+    add(
+        "--stop.grace-period",
+        dest="stop_grace_period",
+        default="10s",
+        help="time between SIGTERM and SIGKILL for action=stop (e.g. 10s, 500ms)",
+    )
+    add(
+        "--web.tls-cert-file",
+        dest="tls_cert_file",
+        default=None,
+        help="PEM certificate to serve HTTPS (needs --web.tls-key-file)",
+    )
+    add(
+        "--web.tls-key-file",
+        dest="tls_key_file",
+        default=None,
+        help="PEM private key of --web.tls-cert-file",
+    )
+    add(
+        "--web.max-body-bytes",
+        dest="max_body_bytes",
+        default=str(DEFAULT_MAX_BODY_BYTES),
+        help="largest request body accepted (bytes, or with KiB/MiB); "
+        "larger ones get 413",
+    )
+    add(
+        "--log.level",
+        dest="log_level",
+        default="info",
+        help="one of " + ", ".join(LOG_LEVELS),
+    )
+    add(
+        "--log.format",
+        dest="log_format",
+        default="logfmt",
+        help="one of " + ", ".join(LOG_FORMATS),
+    )
+    return parser
+
+
+# Flag name for each argparse destination, for errors and environment names.
+_FLAGS = {
+    "listen_address": "--web.listen-address",
+    "token_file": "--webhook.token-file",
+    "audit_path": "--audit.path",
+    "docker_host": "--docker.host",
+    "dry_run": "--dry-run",
+    "protect": "--protect",
+    "max_actions_per_minute": "--actions.max-per-minute",
+    "stop_grace_period": "--stop.grace-period",
+    "tls_cert_file": "--web.tls-cert-file",
+    "tls_key_file": "--web.tls-key-file",
+    "max_body_bytes": "--web.max-body-bytes",
+    "log_level": "--log.level",
+    "log_format": "--log.format",
+}
+
+
+def load_settings(
+    argv: Sequence[str], environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Parse flags and environment into validated settings.
+
+    Raises:
+        SettingsError: a value is invalid; the message names the flag.
+    """
+    environ = os.environ if environ is None else environ
+    parser = build_parser()
+    args = parser.parse_args(list(argv))
+    given = {_dest_of(arg) for arg in argv if arg.startswith("--")}
+    values: dict[str, object] = {}
+    for dest, flag in _FLAGS.items():
+        value = getattr(args, dest)
+        variable = env_name(flag)
+        if dest not in given and variable in environ:
+            value = _from_environment(dest, flag, environ[variable])
+        values[dest] = value
+    return _validate(values)
+
+
+def _dest_of(arg: str) -> str:
+    flag = arg.split("=", 1)[0]
+    for dest, name in _FLAGS.items():
+        if name == flag:
+            return dest
+    return ""
+
+
+def _from_environment(dest: str, flag: str, raw: str) -> object:
+    if dest == "dry_run":
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes"):
+            return True
+        if lowered in ("", "0", "false", "no"):
+            return False
+        raise SettingsError(
+            f"{env_name(flag)}", f"{raw!r} is not a boolean; use true or false"
+        )
+    if dest == "protect":
+        return [raw]
+    return raw
+
+
+def _validate(values: Mapping[str, object]) -> Settings:
+    host, port = parse_listen_address(str(values["listen_address"]))
+    token_path = _optional_path(values["token_file"])
+    token = read_token(token_path) if token_path is not None else None
+    if token is None and not is_loopback(host):
+        raise SettingsError(
+            "--web.listen-address",
+            f"{values['listen_address']!r} is reachable beyond loopback, so "
+            "--webhook.token-file is required; set it or listen on 127.0.0.1",
+        )
+
+    cert = _optional_path(values["tls_cert_file"])
+    key = _optional_path(values["tls_key_file"])
+    if (cert is None) != (key is None):
+        raise SettingsError(
+            "--web.tls-cert-file",
+            "TLS needs both --web.tls-cert-file and --web.tls-key-file; "
+            "set both or neither",
+        )
+    for flag, path in (("--web.tls-cert-file", cert), ("--web.tls-key-file", key)):
+        if path is not None and not os.access(path, os.R_OK):
+            raise SettingsError(flag, f"{str(path)!r} is not a readable file")
+
+    log_level = str(values["log_level"]).lower()
+    if log_level not in LOG_LEVELS:
+        raise SettingsError(
+            "--log.level", f"{log_level!r}; expected one of {', '.join(LOG_LEVELS)}"
+        )
+    log_format = str(values["log_format"]).lower()
+    if log_format not in LOG_FORMATS:
+        raise SettingsError(
+            "--log.format",
+            f"{log_format!r}; expected one of {', '.join(LOG_FORMATS)}",
+        )
+
+    audit_path = str(values["audit_path"]).strip()
+    if not audit_path:
+        raise SettingsError("--audit.path", "empty; give the audit log's file path")
+    docker_host = values["docker_host"]
+
+    return Settings(
+        listen_host=host,
+        listen_port=port,
+        token=token,
+        token_file=token_path,
+        audit_path=Path(audit_path),
+        docker_host=str(docker_host) if docker_host else None,
+        dry_run=bool(values["dry_run"]),
+        protect=parse_protect(values["protect"] or []),  # type: ignore[arg-type]
+        max_actions_per_minute=_positive_int(
+            "--actions.max-per-minute", str(values["max_actions_per_minute"])
+        ),
+        stop_grace_seconds=parse_duration(
+            "--stop.grace-period", str(values["stop_grace_period"])
+        ),
+        tls_cert_file=cert,
+        tls_key_file=key,
+        max_body_bytes=parse_size(
+            "--web.max-body-bytes", str(values["max_body_bytes"])
+        ),
+        log_level=log_level,
+        log_format=log_format,
+    )
+
+
+def _optional_path(value: object) -> Path | None:
+    if value is None or str(value).strip() == "":
+        return None
+    return Path(str(value))
+
+
+def parse_listen_address(address: str) -> tuple[str, int]:
+    """Split ``host:port`` (``[v6]:port``, or ``:port`` for every interface)."""
+    flag = "--web.listen-address"
+    match = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d+)|([^:\[\]]*):(\d+)", address)
+    if match is None:
+        raise SettingsError(
+            flag, f"{address!r}; expected host:port such as 127.0.0.1:9649"
+        )
+    host = match.group(1) if match.group(1) is not None else match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if not 1 <= port <= 65535:
+        raise SettingsError(flag, f"port {port} in {address!r}; expected 1-65535")
+    return host, port
+
+
+def is_loopback(host: str) -> bool:
+    """Tell whether ``host`` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        # An empty host or a host name can resolve to any interface.
+        return False
+
+
+def read_token(path: Path) -> str:
+    """Read the bearer token, without one trailing newline.
+
+    Raises:
+        SettingsError: the file is unreadable or the token is empty. The
+            message names the path, never the content.
+    """
+    flag = "--webhook.token-file"
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or type(error).__name__
+        raise SettingsError(
+            flag, f"cannot read {str(path)!r} ({reason}); check the path and mode"
+        ) from None
+    token = raw[:-1] if raw.endswith("\n") else raw
+    token = token[:-1] if token.endswith("\r") else token
+    if not token.strip():
+        raise SettingsError(
+            flag, f"{str(path)!r} contains no token; write the token into it"
+        )
+    if any(char in token for char in "\r\n"):
+        raise SettingsError(
+            flag, f"{str(path)!r} has more than one line; keep only the token"
+        )
+    return token
+
+
+def parse_protect(entries: Sequence[str]) -> ProtectRules:
+    """Split ``--protect`` entries into container names and label selectors."""
+    names: set[str] = set()
+    labels: set[tuple[str, str]] = set()
+    for entry in entries:
+        for item in (part.strip() for part in entry.split(",")):
+            if not item:
+                continue
+            if "=" in item:
+                key, value = item.split("=", 1)
+                if not _LABEL_KEY.match(key):
+                    raise SettingsError(
+                        "--protect",
+                        f"label selector {item!r}; expected key=value with a "
+                        "label key such as warden.role=monitoring",
+                    )
+                labels.add((key, value))
+            elif _CONTAINER_NAME.match(item):
+                names.add(item.lstrip("/"))
+            else:
+                raise SettingsError(
+                    "--protect",
+                    f"{item!r} is neither a container name nor key=value",
+                )
+    return ProtectRules(names=frozenset(names), labels=frozenset(labels))
+
+
+def parse_duration(flag: str, raw: str) -> float:
+    """Parse a duration such as ``10s``, ``500ms`` or ``2m`` into seconds."""
+    match = _DURATION.match(raw.strip())
+    if match is None:
+        raise SettingsError(
+            flag, f"{raw!r}; expected a duration such as 10s, 500ms or 1m"
+        )
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def parse_size(flag: str, raw: str) -> int:
+    """Parse a byte count such as ``1048576`` or ``1MiB``."""
+    match = _SIZE.match(raw.strip())
+    if match is None or int(match.group(1)) == 0:
+        raise SettingsError(
+            flag, f"{raw!r}; expected a positive size such as 1048576 or 1MiB"
+        )
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2) or "B"]
+
+
+def _positive_int(flag: str, raw: str) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise SettingsError(flag, f"{raw!r}; expected a positive whole number")
+    return value
