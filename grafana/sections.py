@@ -147,10 +147,11 @@ def container_panels(levels: PolicyLevels) -> list[dict[str, Any]]:
         table(
             "Containers firing a policy alert",
             "Policy alerts firing now, with the action the enforcer is asked "
-            "to take. A container stays here until its alert resolves, which "
-            "is one rule evaluation after it is gone.",
+            "to take (empty for a violation the policy only warns about). A "
+            "container stays listed until its alert resolves, one rule "
+            "evaluation after its series are gone.",
             target(
-                f'ALERTS{{alertstate="firing", action!="", {CONTAINER}}}',
+                f'ALERTS{{alertstate="firing", violation!="", {CONTAINER}}}',
                 instant=True,
             ),
             columns=["alertname", "name", "violation", "action", "instance", "id"],

@@ -1,0 +1,1 @@
+"""Tests of the Grafana dashboard and its provisioning files."""
