@@ -66,6 +66,12 @@ class StackSettings:
     dry_run: bool = False
     # Extra flags for the enforcer, as ``--flag=value`` strings.
     enforcer_flags: Sequence[str] = ()
+    # Host names by which Prometheus and Alertmanager reach each part; a part
+    # not listed is reached on 127.0.0.1. Compose uses its service names.
+    hosts: Mapping[str, str] = field(default_factory=dict)
+    # The token file as Alertmanager sees it, when that differs from
+    # ``token_path`` (a Compose secret, for example).
+    webhook_token_file: Path | None = None
 
     @property
     def token_path(self) -> Path:
@@ -83,9 +89,13 @@ class StackSettings:
     def alertmanager_config_path(self) -> Path:
         return self.state / "alertmanager.yml"
 
+    def address(self, part: str) -> str:
+        """Return the host:port by which the other parts reach ``part``."""
+        return f"{self.hosts.get(part, '127.0.0.1')}:{self.ports[part]}"
+
     def url(self, part: str) -> str:
-        """Return the base URL of one part of the stack on loopback."""
-        return f"http://127.0.0.1:{self.ports[part]}"
+        """Return the base URL by which the other parts reach ``part``."""
+        return f"http://{self.address(part)}"
 
 
 def settings_from_environment(
@@ -199,7 +209,7 @@ def prometheus_config(settings: StackSettings) -> dict[str, Any]:
     interval = duration(settings.scrape_interval_seconds)
     exporter_job: dict[str, Any] = {
         "job_name": EXPORTER_JOB,
-        "static_configs": [{"targets": [f"127.0.0.1:{settings.ports['exporter']}"]}],
+        "static_configs": [{"targets": [settings.address("exporter")]}],
     }
     relabeling = name_filter_relabeling(settings.name_regex)
     if relabeling:
@@ -213,32 +223,22 @@ def prometheus_config(settings: StackSettings) -> dict[str, Any]:
         "rule_files": [str(path) for path in settings.rule_files],
         "alerting": {
             "alertmanagers": [
-                {
-                    "static_configs": [
-                        {"targets": [f"127.0.0.1:{settings.ports['alertmanager']}"]}
-                    ]
-                }
+                {"static_configs": [{"targets": [settings.address("alertmanager")]}]}
             ]
         },
         "scrape_configs": [
             exporter_job,
             {
                 "job_name": ENFORCER_JOB,
-                "static_configs": [
-                    {"targets": [f"127.0.0.1:{settings.ports['enforcer']}"]}
-                ],
+                "static_configs": [{"targets": [settings.address("enforcer")]}],
             },
             {
                 "job_name": "prometheus",
-                "static_configs": [
-                    {"targets": [f"127.0.0.1:{settings.ports['prometheus']}"]}
-                ],
+                "static_configs": [{"targets": [settings.address("prometheus")]}],
             },
             {
                 "job_name": "alertmanager",
-                "static_configs": [
-                    {"targets": [f"127.0.0.1:{settings.ports['alertmanager']}"]}
-                ],
+                "static_configs": [{"targets": [settings.address("alertmanager")]}],
             },
         ],
     }
@@ -281,7 +281,9 @@ def alertmanager_config(settings: StackSettings) -> dict[str, Any]:
                         "http_config": {
                             "authorization": {
                                 "type": "Bearer",
-                                "credentials_file": str(settings.token_path),
+                                "credentials_file": str(
+                                    settings.webhook_token_file or settings.token_path
+                                ),
                             }
                         },
                     }

@@ -43,14 +43,14 @@ START_TIMEOUT_SECONDS = 60.0
 
 
 def committed_rule_files(folder: Path = DEFAULT_RULES_FOLDER) -> list[Path]:
-    """Return the Prometheus rule files rendered from the default policy."""
-    candidates = sorted(folder.glob("*.rules.yml")) + sorted(folder.glob("rules/*.yml"))
-    if not candidates:
+    """Return the Prometheus rule file rendered from the committed policy."""
+    path = folder / "rules.yml"
+    if not path.exists():
         raise StackConfigError(
-            f"no rule files (*.rules.yml or rules/*.yml) in {folder}; "
-            "render them with `warden-alerts` or pass --rules"
+            f"rule file {path} not found; render it from the policy with "
+            "`warden-alerts`, or pass --rules"
         )
-    return candidates
+    return [path]
 
 
 def executable(name: str) -> str:
