@@ -16,7 +16,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -76,6 +76,7 @@ class ContainerCollector(Collector):
         source: reads resource use, from cgroup files or the stats API.
         tracker: turns two CPU reads into utilization.
         label_allowlist: container labels copied onto ``docker_container_info``.
+        timer: clock in seconds for the collection's duration.
     """
 
     def __init__(
@@ -84,11 +85,13 @@ class ContainerCollector(Collector):
         source: SampleSource,
         tracker: CpuUtilizationTracker,
         label_allowlist: Sequence[str] = (),
+        timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.discovery = discovery
         self.source = source
         self.tracker = tracker
         self.label_allowlist = tuple(label_allowlist)
+        self.timer = timer
         self._allowlist_names = tuple(
             allowlist_label_name(label) for label in self.label_allowlist
         )
@@ -104,7 +107,7 @@ class ContainerCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """Read every container and yield fresh metric families."""
         with self._lock:
-            started = time.perf_counter()
+            started = self.timer()
             families = ContainerFamilies(self._allowlist_names)
             containers = self.discovery.containers()
             samples = self._read(containers)
@@ -113,7 +116,7 @@ class ContainerCollector(Collector):
                 if sample is not None:
                     self._add_container(families, container, sample)
             self._forget_removed({container.id for container in containers})
-            duration = time.perf_counter() - started
+            duration = self.timer() - started
             metrics = [
                 *families.containers(),
                 *self._exporter_families(len(families.ids), duration),
