@@ -51,8 +51,8 @@ class _Files:
     def text(self, controller: str, name: str, optional: bool = False) -> str | None:
         """Return a file's text, or None after recording why it is missing.
 
-        A missing file whose directory is also gone means the container is
-        gone. With ``optional`` a missing file is not an error.
+        A missing file whose cgroup is also gone means the container is gone.
+        With ``optional`` a missing file is not an error.
 
         Raises:
             ContainerGoneError: the cgroup directory was removed.
@@ -71,21 +71,24 @@ class _Files:
         try:
             return path.read_text()
         except FileNotFoundError:
-            if not directory.is_dir():
-                raise ContainerGoneError(
-                    f"cgroup {directory} of container {self.container.id} was removed"
-                ) from None
+            self._raise_if_gone()
             if not optional:
                 self.error(CgroupReadError(f"cgroup file {path} does not exist"))
             return None
         except OSError as error:
             # ENODEV and friends come from a cgroup being torn down right now.
-            if not directory.is_dir():
-                raise ContainerGoneError(
-                    f"cgroup {directory} of container {self.container.id} was removed"
-                ) from error
+            self._raise_if_gone()
             self.error(CgroupReadError(f"cannot read cgroup file {path}: {error}"))
             return None
+
+    def _raise_if_gone(self) -> None:
+        # Only the primary directory decides: a missing cpuset directory on a
+        # host that places containers in no cpuset cgroup is not removal.
+        primary = self.paths.primary()
+        if primary is None or not primary.is_dir():
+            raise ContainerGoneError(
+                f"cgroup {primary} of container {self.container.id} was removed"
+            )
 
     def parse(
         self, controller: str, name: str, text: str, parse: Callable[[str, Path], T]
