@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from dataclasses import dataclass
 
@@ -81,6 +82,8 @@ class CpuUtilizationTracker:
             return None
 
         cores = used / elapsed
+        if not math.isfinite(cores):
+            return None
         limit = sample.cpu_limit_cores
         ratio = cores / limit if limit is not None and limit > 0 else None
         return CpuUtilization(cores=cores, ratio=ratio)
