@@ -11,14 +11,18 @@ from types import FrameType
 
 from prometheus_client import CollectorRegistry
 
+from exporter.cgroup import CgroupReader
 from exporter.collector import ContainerCollector
 from exporter.cpu import CpuUtilizationTracker
 from exporter.discovery import Discovery
 from exporter.docker_api import DockerApi
+from exporter.errors import HostFactError
+from exporter.host import HostFacts
 from exporter.http import ThreadingWsgiServer, make_app, make_http_server
 from exporter.logs import configure_logging
 from exporter.model import ContainerInfo, SampleSource
 from exporter.settings import Settings, parse_settings
+from exporter.stats_api import StatsApiReader
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +39,8 @@ def choose_source(
     The probe resolves one of ``containers``, which proves that the proc
     root is the host's pid namespace.
     """
-    from exporter.cgroup import CgroupReader
-
     if settings.source == "api":
-        return _stats_api_reader(client)
+        return _stats_api_reader(settings, client)
     reader = CgroupReader(settings.cgroup_root, settings.proc_root)
     if settings.source == "cgroup":
         return reader
@@ -51,13 +53,27 @@ def choose_source(
         settings.cgroup_root,
         reason,
     )
-    return _stats_api_reader(client)
+    return _stats_api_reader(settings, client)
 
 
-def _stats_api_reader(client: DockerApi) -> SampleSource:
-    from exporter.stats_api import StatsApiReader
-
-    return StatsApiReader(client)
+def _stats_api_reader(settings: Settings, client: DockerApi) -> SampleSource:
+    # The host's pid limit is only known when the engine runs on this host.
+    pids_limit = None
+    if client.base_url.startswith("unix://"):
+        try:
+            pids_limit = HostFacts(settings.proc_root).limits().pids_limit
+        except HostFactError as error:
+            log.warning(
+                "host pid limit unknown, pids_limit of unlimited "
+                "containers stays unset: %s",
+                error,
+            )
+    return StatsApiReader(
+        client,
+        timeout=settings.docker_timeout,
+        host_memory_bytes=client.host_memory_bytes(),
+        host_pids_limit=pids_limit,
+    )
 
 
 @dataclass

@@ -255,6 +255,16 @@ class DockerApi:
             raise self._failed(f"stats {container_id}", error) from error
         return dict(reply)
 
+    def host_memory_bytes(self) -> int | None:
+        """Return the engine host's memory from ``docker info``, or None."""
+        try:
+            info = self._api().info()
+        except (DockerApiError, *_TRANSPORT_ERRORS) as error:
+            log.warning("docker info failed, host memory unknown: %s", error)
+            return None
+        total = info.get("MemTotal")
+        return int(total) if isinstance(total, int) and total > 0 else None
+
     def close(self) -> None:
         """Close the connections to the engine."""
         self._reset()
