@@ -1,10 +1,12 @@
 """Parse the Alertmanager webhook payload, version 4, into typed objects.
 
-Alertmanager (``notify/webhook``) posts a ``Message``: ``template.Data``
-(receiver, status, alerts, group and common labels, external URL) plus
-``version``, ``groupKey`` and ``truncatedAlerts``. Times are Go
-``time.Time`` values in RFC 3339 form, and an alert that has not ended
-carries Go's zero time ``0001-01-01T00:00:00Z`` as ``endsAt``.
+Alertmanager 0.25 (``notify/webhook/webhook.go``) posts a ``Message``:
+``template.Data`` (receiver, status, alerts, group and common labels,
+external URL) plus ``version`` "4", ``groupKey`` and ``truncatedAlerts``,
+with no field omitted when empty. Times are Go ``time.Time`` values in
+RFC 3339 form. ``types.Alerts`` zeroes ``EndsAt`` of every alert that
+has not resolved, so a firing alert carries Go's zero time
+``0001-01-01T00:00:00Z`` as ``endsAt``.
 
 This module checks structure and types only. Deciding what to do with an
 alert belongs to the caller.
