@@ -85,7 +85,7 @@ def test_malformed_fact_raises_clear_error(
 
 
 def test_missing_proc_root_names_flag(tmp_path: Path) -> None:
-    with pytest.raises(HostFactError, match="--proc.root"):
+    with pytest.raises(HostFactError, match=r"--proc\.root"):
         HostFacts(tmp_path / "absent").limits()
 
 
