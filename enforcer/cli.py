@@ -7,10 +7,8 @@ when it is broken and 2 when it cannot be read.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from enforcer.audit import AuditError, AuditLog, verify_chain
 from enforcer.docker_api import EngineDocker
 from enforcer.server import EnforcerServer
 from enforcer.settings import Settings, SettingsError, load_settings
+from exporter.logs import configure_logging
 
 logger = logging.getLogger(__name__)
 
@@ -102,56 +101,3 @@ def verify_audit(args: Sequence[str]) -> int:
         f"{result.lines}: {result.reason}"
     )
     return 1
-
-
-class LogfmtFormatter(logging.Formatter):
-    """Format records as logfmt: ``ts=... level=info logger=... msg="..."``."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        fields = {
-            "ts": _timestamp(record),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            fields["error"] = self.formatException(record.exc_info)
-        return " ".join(
-            f"{key}={_logfmt_value(value)}" for key, value in fields.items()
-        )
-
-
-class JSONFormatter(logging.Formatter):
-    """Format records as one JSON object per line."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        fields = {
-            "ts": _timestamp(record),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            fields["error"] = self.formatException(record.exc_info)
-        return json.dumps(fields)
-
-
-def configure_logging(level: str, log_format: str) -> None:
-    """Send the enforcer's logs to stderr in the chosen format."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JSONFormatter() if log_format == "json" else LogfmtFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-
-
-def _timestamp(record: logging.LogRecord) -> str:
-    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-    return f"{seconds}.{int(record.msecs):03d}Z"
-
-
-def _logfmt_value(value: str) -> str:
-    if value and not any(char in value for char in ' ="\n\\'):
-        return value
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{escaped}"'

@@ -335,7 +335,7 @@ def _validate(alert: Any, action: str, container_id: str) -> Decision | None:
             "skipped_invalid",
             f"label action={action!r}; expected one of kill, stop, pause",
         )
-    if not FULL_ID.match(container_id):
+    if not FULL_ID.fullmatch(container_id):
         return Decision(
             "skipped_invalid",
             f"label id={container_id!r}; expected a full 64-hex lowercase ID",

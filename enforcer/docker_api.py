@@ -24,7 +24,9 @@ from exporter.model import ContainerGoneError, ContainerInfo
 
 logger = logging.getLogger(__name__)
 
-FULL_ID = re.compile(r"^[0-9a-f]{64}$")
+# Use with fullmatch: "$" would also accept a trailing newline.
+FULL_ID = re.compile(r"[0-9a-f]{64}")
+DOCKER_API_VERSION = "1.41"
 
 
 class DockerError(Exception):
@@ -111,12 +113,15 @@ class EngineDocker:
     _cgroups: CgroupReader = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        # A fixed API version makes the client connect on first use rather
+        # than at construction, so the enforcer starts while Docker is down
+        # and /readyz reports it. Every call used here exists in API 1.41
+        # (Docker 20.10), which newer engines still serve.
+        options = {"version": DOCKER_API_VERSION, "timeout": int(self.timeout_seconds)}
         if self.base_url:
-            client = docker.DockerClient(
-                base_url=self.base_url, timeout=int(self.timeout_seconds)
-            )
+            client = docker.DockerClient(base_url=self.base_url, **options)
         else:
-            client = docker.DockerClient.from_env(timeout=int(self.timeout_seconds))
+            client = docker.DockerClient.from_env(**options)
         self._client = client.api
         self._cgroups = CgroupReader(self.cgroup_root, self.proc_root)
 
@@ -237,7 +242,7 @@ class EngineDocker:
 
 
 def _check_full_id(container_id: str) -> None:
-    if not FULL_ID.match(container_id):
+    if not FULL_ID.fullmatch(container_id):
         raise ValueError(
             f"container ID {container_id!r}; expected 64 lowercase hex digits"
         )
