@@ -49,20 +49,27 @@ class StatsClient(Protocol):
         ...
 
 
+_MISSING = object()
+
+
 def _path(reply: Mapping[str, Any], *keys: str) -> Any:
-    """Return the value at ``keys`` in nested objects, or None if any is absent."""
+    """Return the value at ``keys`` in nested objects, or _MISSING."""
     value: Any = reply
     for key in keys:
         if not isinstance(value, Mapping) or key not in value:
-            return None
+            return _MISSING
         value = value[key]
     return value
 
 
 def _counter(reply: Mapping[str, Any], *keys: str) -> int | None:
-    """Return a non-negative integer field; raise StatsParseError if malformed."""
+    """Return a non-negative integer field, None if absent.
+
+    Raises:
+        StatsParseError: the field is present but null, negative or no number.
+    """
     value = _path(reply, *keys)
-    if value is None:
+    if value is _MISSING:
         return None
     # A JSON decoder may hand over 1e9 as a float; any other type is wrong.
     if isinstance(value, float) and math.isfinite(value) and value >= 0:
@@ -159,9 +166,12 @@ def sample_from_stats(
 
     usage = field("memory_stats", "usage")
     sample.memory_usage_bytes = usage
-    inactive = field("memory_stats", "stats", "total_inactive_file")
-    if inactive is None:
-        inactive = field("memory_stats", "stats", "inactive_file")
+    # cgroup v1 replies carry total_inactive_file, counting child cgroups as
+    # usage does; v2 replies have only inactive_file, which is hierarchical.
+    inactive_key = "inactive_file"
+    if _path(reply, "memory_stats", "stats", "total_inactive_file") is not _MISSING:
+        inactive_key = "total_inactive_file"
+    inactive = field("memory_stats", "stats", inactive_key)
     if usage is not None and inactive is not None:
         sample.memory_working_set_bytes = max(usage - inactive, 0)
     limit = field("memory_stats", "limit")
