@@ -1,0 +1,171 @@
+"""Known loads in real containers, read through a real exporter's /metrics.
+
+Every check filters by the IDs of this test's own containers, because other
+containers may share the engine.
+"""
+
+from __future__ import annotations
+
+import time
+
+import docker
+import pytest
+
+from tests.conftest import RUN_ID, RunContainer
+from tests.exporter.fakes import series_of, value_of
+from tests.exporter.helpers import scrape, start_exporter
+from tests.services import Server, ServerFactory, wait_until
+
+pytestmark = pytest.mark.docker
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture
+def exporter(servers: ServerFactory, docker_client: docker.DockerClient) -> Server:
+    return start_exporter(
+        servers, "--source=cgroup", "--label-allowlist=com.example.team"
+    )
+
+
+def wait_for_series(
+    exporter: Server, metric: str, container_id: str, timeout: float = 15
+) -> float:
+    """Scrape until ``metric`` has a series for the container; return its value."""
+
+    def value() -> float | None:
+        return value_of(scrape(exporter), metric, id=container_id)
+
+    found = wait_until(
+        lambda: (v := value()) is not None and (v,),
+        timeout=timeout,
+        message=f"{metric} of {container_id}",
+    )
+    return float(found[0])
+
+
+def test_spinner_uses_its_half_core(
+    exporter: Server, run_container: RunContainer
+) -> None:
+    container = run_container("while :; do :; done", nano_cpus=500_000_000)
+    limit = wait_for_series(exporter, "docker_container_cpu_limit_cores", container.id)
+    # The first scrape only sets the CPU baseline; the next one, a few
+    # seconds later, measures the spinner over that interval.
+    time.sleep(3)
+    scrape(exporter)
+    time.sleep(3)
+    values = scrape(exporter)
+    ratio = value_of(values, "docker_container_cpu_utilization_ratio", id=container.id)
+    assert limit == 0.5
+    assert ratio is not None
+    assert ratio == pytest.approx(1.0, rel=0.10)
+
+
+def test_shm_write_raises_working_set(
+    exporter: Server, run_container: RunContainer
+) -> None:
+    container = run_container("sleep 3600", mem_limit="256m")
+    metric = "docker_container_memory_working_set_bytes"
+    before = wait_for_series(exporter, metric, container.id)
+    result = container.exec_run("dd if=/dev/zero of=/dev/shm/f bs=1M count=32")
+    assert result.exit_code == 0, result.output
+    values = scrape(exporter)
+    after = value_of(values, metric, id=container.id)
+    limit = value_of(values, "docker_container_memory_limit_bytes", id=container.id)
+    assert after is not None
+    assert after - before == pytest.approx(32 * MIB, abs=2 * MIB)
+    assert limit == 256 * MIB
+
+
+def test_background_sleeps_counted_exactly(
+    exporter: Server, run_container: RunContainer
+) -> None:
+    # `wait` is a shell builtin, so sh stays and forks exactly three sleeps.
+    container = run_container(
+        "sleep 3600 & sleep 3600 & sleep 3600 & wait", pids_limit=20
+    )
+    wait_until(
+        lambda: (
+            value_of(scrape(exporter), "docker_container_pids", id=container.id) == 4
+        ),
+        timeout=15,
+        message="sh plus three sleeps",
+    )
+    values = scrape(exporter)
+    assert value_of(values, "docker_container_pids", id=container.id) == 4
+    assert value_of(values, "docker_container_pids_limit", id=container.id) == 20
+
+
+def test_recreated_name_replaces_series(
+    exporter: Server, run_container: RunContainer
+) -> None:
+    name = f"warden-recreate-{RUN_ID}"
+    first = run_container("sleep 3600", name=name)
+    wait_for_series(exporter, "docker_container_pids", first.id)
+    first.remove(force=True)
+    second = run_container("sleep 3600", name=name)
+    wait_for_series(exporter, "docker_container_pids", second.id)
+
+    poll_two = scrape(exporter)
+    ids = {
+        dict(labels)["id"]
+        for labels in series_of(poll_two, "docker_container_pids", name=name)
+    }
+    assert ids == {second.id}
+
+    second.remove(force=True)
+    wait_until(
+        lambda: not series_of(scrape(exporter), "docker_container_info", name=name),
+        timeout=15,
+        message=f"series of {name} to disappear",
+    )
+    poll_three = scrape(exporter)
+    assert series_of(poll_three, "docker_container_pids", name=name) == {}
+    assert series_of(poll_three, "docker_container_memory_usage_bytes", name=name) == {}
+
+
+def test_stopping_container_never_reads_zero(
+    exporter: Server, run_container: RunContainer
+) -> None:
+    container = run_container("sleep 3600")
+    wait_for_series(exporter, "docker_container_memory_usage_bytes", container.id)
+    container.kill()
+    seen: list[tuple[float | None, float | None]] = []
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        values = scrape(exporter)
+        usage = value_of(values, "docker_container_memory_usage_bytes", id=container.id)
+        cpu = value_of(
+            values, "docker_container_cpu_usage_seconds_total", id=container.id
+        )
+        if usage is None and cpu is None:
+            break
+        seen.append((usage, cpu))
+    else:
+        pytest.fail("series of the killed container did not disappear in 15 s")
+    assert all(usage != 0 for usage, _ in seen), seen
+    assert all(cpu != 0 for _, cpu in seen), seen
+
+
+def test_labels_reach_info_metric(
+    exporter: Server, run_container: RunContainer
+) -> None:
+    labels = {
+        "com.docker.compose.project": "shop",
+        "com.docker.compose.service": "api",
+        "warden.protect": "true",
+        "com.example.team": "payments",
+        "com.example.secret": "not-exported",
+    }
+    container = run_container("sleep 3600", labels=labels)
+    wait_for_series(exporter, "docker_container_info", container.id)
+    [info] = series_of(scrape(exporter), "docker_container_info", id=container.id)
+    found = dict(info)
+    assert found["name"] == container.name
+    assert found["compose_project"] == "shop"
+    assert found["compose_service"] == "api"
+    assert found["protected"] == "true"
+    assert found["label_com_example_team"] == "payments"
+    assert found["image"] == "warden-busybox:latest"
+    assert found["image_id"].startswith("sha256:")
+    assert "not-exported" not in found.values()
