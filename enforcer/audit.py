@@ -250,15 +250,27 @@ class AuditLog:
 
     def _open(self) -> int:
         self._pid = os.getpid()
+        folder = self.path.parent
         try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except FileExistsError:
+            raise AuditError(
+                f"audit log {self.path}: {folder} is not a folder; set"
+                " --audit.path to a file inside a folder"
+            ) from None
+        except OSError as error:
+            raise AuditError(
+                f"audit log {self.path}: cannot create folder {folder}:"
+                f" {error.strerror}; check --audit.path"
+            ) from error
+        try:
             flags = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC
             try:
                 fd = os.open(self.path, flags | os.O_CREAT | os.O_EXCL, 0o600)
             except FileExistsError:
                 fd = os.open(self.path, flags)
             else:
-                _fsync_folder(self.path.parent)
+                _fsync_folder(folder)
         except OSError as error:
             raise AuditError(self._describe("cannot be opened", error)) from error
 
