@@ -54,9 +54,10 @@ def create_app(
     )
 
     app = Flask(__name__)
-    # Werkzeug rejects a larger Content-Length with 413 and stops reading a
-    # body without one at this many bytes, so no body is read unbounded.
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    # Werkzeug stops reading any body, chunked ones included, at this many
+    # bytes. One byte more than the limit tells a body of exactly the limit
+    # from a longer one, which the webhook view then rejects with 413.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     def authorize() -> None:
@@ -122,7 +123,14 @@ def create_app(
                 f"body of {request.content_length} bytes; at most "
                 f"{settings.max_body_bytes} (--web.max-body-bytes)",
             )
-        document = _decode_json(request.get_data(cache=False))
+        body = request.get_data(cache=False)
+        if len(body) > settings.max_body_bytes:
+            abort(
+                413,
+                f"body of more than {settings.max_body_bytes} bytes "
+                "(--web.max-body-bytes)",
+            )
+        document = _decode_json(body)
         try:
             notification = parse_notification(document)
         except PayloadError as error:

@@ -8,6 +8,7 @@ lets the requests in flight finish, for up to the graceful timeout.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +22,7 @@ logger = logging.getLogger(__name__)
 THREADS = 8
 # Time a request may take beyond the stop grace period (Docker's own work,
 # the audit fsync) before gunicorn gives up on it at shutdown.
-SHUTDOWN_MARGIN_SECONDS = 20.0
+SHUTDOWN_MARGIN = 20
 
 
 class EnforcerServer(BaseApplication):
@@ -36,7 +37,7 @@ class EnforcerServer(BaseApplication):
         """Return the gunicorn settings derived from the enforcer's settings."""
         settings = self.settings
         # A stop request may wait the whole grace period for the container.
-        request_seconds = settings.stop_grace_seconds + SHUTDOWN_MARGIN_SECONDS
+        request_seconds = math.ceil(settings.stop_grace_seconds + SHUTDOWN_MARGIN)
         options: dict[str, Any] = {
             "bind": [settings.listen_address],
             "workers": 1,

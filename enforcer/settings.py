@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ENV_PREFIX = "WARDEN_ENFORCER_"
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1:9649"
@@ -107,10 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
             "underscores). Run 'warden-enforcer verify-audit PATH' to check "
             "an audit log's hash chain."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         allow_abbrev=False,
     )
-    add = parser.add_argument
+
+    def add(flag: str, **options: Any) -> None:
+        # Show defaults that exist; "(default: None)" would say nothing.
+        if options.get("default") is not None and "action" not in options:
+            options["help"] += " (default: %(default)s)"
+        if options["dest"] in _METAVARS:
+            options["metavar"] = _METAVARS[options["dest"]]
+        parser.add_argument(flag, **options)
+
     add(
         "--web.listen-address",
         dest="listen_address",
@@ -133,8 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--docker.host",
         dest="docker_host",
         default=None,
-        help="Docker API address, e.g. unix:///var/run/docker.sock "
-        "(default: DOCKER_HOST or the local socket)",
+        help="Docker API address such as unix:///var/run/docker.sock "
+        "(default: DOCKER_HOST, else the local socket)",
     )
     add(
         "--dry-run",
@@ -197,6 +205,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     return parser
 
+
+_METAVARS = {
+    "listen_address": "HOST:PORT",
+    "token_file": "PATH",
+    "audit_path": "PATH",
+    "docker_host": "URL",
+    "protect": "NAME|KEY=VALUE",
+    "max_actions_per_minute": "N",
+    "stop_grace_period": "DURATION",
+    "tls_cert_file": "PATH",
+    "tls_key_file": "PATH",
+    "max_body_bytes": "SIZE",
+    "log_level": "LEVEL",
+    "log_format": "FORMAT",
+}
 
 # Flag name for each argparse destination, for errors and environment names.
 _FLAGS = {

@@ -1,0 +1,251 @@
+"""The console script serves the app with gunicorn on a real socket."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import RunContainer
+from tests.enforcer.harness import TOKEN, make_alert, make_notification
+from tests.services import Server, ServerFactory, free_port, require, wait_until
+
+pytestmark = pytest.mark.docker
+
+ENFORCER = str(Path(sys.executable).parent / "warden-enforcer")
+
+
+def start_enforcer(
+    servers: ServerFactory, tmp_path: Path, *flags: str, audit: Path | None = None
+) -> Server:
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    port = free_port()
+    argv = [
+        ENFORCER,
+        f"--web.listen-address=127.0.0.1:{port}",
+        f"--webhook.token-file={token_file}",
+        f"--audit.path={audit or tmp_path / 'audit.jsonl'}",
+        *flags,
+    ]
+    return servers.start("enforcer", argv, port, ready_path="/healthz")
+
+
+def post(server: Server, payload: Any, token: str = TOKEN) -> tuple[int, Any]:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        connection.request(
+            "POST",
+            "/webhook",
+            body=json.dumps(payload),
+            headers={
+                "Content-Type": "application/json",
+                "Authorization": f"Bearer {token}",
+            },
+        )
+        response = connection.getresponse()
+        return response.status, json.loads(response.read() or b"null")
+    finally:
+        connection.close()
+
+
+def results(path: Path) -> list[str]:
+    lines = path.read_text().splitlines()
+    return [json.loads(line)["result"] for line in lines if line]
+
+
+def test_server_kills_and_is_ready(
+    servers: ServerFactory, tmp_path: Path, run_container: RunContainer
+) -> None:
+    container = run_container()
+    server = start_enforcer(servers, tmp_path)
+    status, body = post(server, make_notification(make_alert(container.id)))
+    container.reload()
+    assert status == 200
+    assert body["decisions"][0]["result"] == "killed"
+    assert container.status == "exited"
+
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    connection.request("GET", "/readyz")
+    assert connection.getresponse().status == 200
+    connection.close()
+
+
+def test_simultaneous_deliveries_act_once(
+    servers: ServerFactory, tmp_path: Path, run_container: RunContainer
+) -> None:
+    container = run_container()
+    server = start_enforcer(servers, tmp_path)
+    payload = make_notification(make_alert(container.id))
+    barrier = threading.Barrier(8)
+    statuses: list[int] = []
+
+    def deliver() -> None:
+        barrier.wait()
+        statuses.append(post(server, payload)[0])
+
+    threads = [threading.Thread(target=deliver) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    found = results(tmp_path / "audit.jsonl")
+    assert statuses == [200] * 8
+    assert found.count("killed") == 1
+    assert found.count("duplicate") == 7
+
+
+def test_two_enforcers_share_one_audit_log(
+    servers: ServerFactory, tmp_path: Path, run_container: RunContainer
+) -> None:
+    # Two enforcers behind the two Alertmanagers of an HA pair, one log.
+    container = run_container()
+    audit = tmp_path / "audit.jsonl"
+    first = start_enforcer(servers, tmp_path, audit=audit)
+    second = start_enforcer(servers, tmp_path, audit=audit)
+    payload = make_notification(make_alert(container.id))
+    barrier = threading.Barrier(6)
+    statuses: list[int] = []
+
+    def deliver(server: Server) -> None:
+        barrier.wait()
+        statuses.append(post(server, payload)[0])
+
+    threads = [
+        threading.Thread(target=deliver, args=(server,))
+        for server in (first, second) * 3
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    found = results(audit)
+    assert statuses == [200] * 6
+    assert found.count("killed") == 1
+    assert found.count("duplicate") == 5
+
+
+def test_sigterm_finishes_slow_stop(
+    servers: ServerFactory, tmp_path: Path, run_container: RunContainer
+) -> None:
+    container = run_container("trap '' TERM; while true; do sleep 0.1; done")
+    server = start_enforcer(servers, tmp_path, "--stop.grace-period=3s")
+    outcome: dict[str, Any] = {}
+
+    def deliver() -> None:
+        payload = make_notification(make_alert(container.id, action="stop"))
+        outcome["status"], outcome["body"] = post(server, payload)
+
+    thread = threading.Thread(target=deliver)
+    thread.start()
+    # Wait until the container received SIGTERM's grace period has begun:
+    # the request is in flight once Docker reports the stop in progress.
+    time.sleep(1.0)
+    server.process.send_signal(signal.SIGTERM)
+    thread.join(timeout=30)
+    exit_status = server.process.wait(timeout=30)
+    container.reload()
+    assert outcome["status"] == 200
+    assert outcome["body"]["decisions"][0]["result"] == "stopped"
+    assert container.status == "exited"
+    assert exit_status == 0
+
+
+def test_chunked_body_over_limit_rejected(
+    servers: ServerFactory, tmp_path: Path, run_container: RunContainer
+) -> None:
+    container = run_container()
+    server = start_enforcer(servers, tmp_path, "--web.max-body-bytes=4KiB")
+    payload = make_notification(make_alert(container.id))
+    payload["pad"] = "x" * 64 * 1024
+    body = json.dumps(payload).encode()
+
+    def chunks() -> Any:
+        for start in range(0, len(body), 1024):
+            yield body[start : start + 1024]
+
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    connection.request(
+        "POST",
+        "/webhook",
+        body=chunks(),
+        encode_chunked=True,
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {TOKEN}",
+        },
+    )
+    status = connection.getresponse().status
+    connection.close()
+    container.reload()
+    assert status == 413
+    assert container.status == "running"
+
+
+def test_tls_serves_https(servers: ServerFactory, tmp_path: Path) -> None:
+    openssl = subprocess.run(["which", "openssl"], capture_output=True)
+    require(openssl.returncode == 0, "openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            ENFORCER,
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--audit.path={tmp_path / 'audit.jsonl'}",
+            f"--web.tls-cert-file={cert}",
+            f"--web.tls-key-file={key}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    context = ssl.create_default_context(cafile=str(cert))
+
+    def healthz() -> int | None:
+        connection = http.client.HTTPSConnection(
+            "127.0.0.1", port, timeout=2, context=context
+        )
+        try:
+            connection.request("GET", "/healthz")
+            return connection.getresponse().status
+        except OSError:
+            return None
+        finally:
+            connection.close()
+
+    try:
+        status = wait_until(healthz, timeout=20, message="HTTPS /healthz")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert status == 200
