@@ -108,21 +108,35 @@ def _enforcer_activity_rules(policy: Policy) -> list[Rule]:
     # NOTE: increase() needs two samples of a series, so the first event of
     # a label set that the enforcer creates on first use goes unseen. The
     # enforcer should export every result at 0 from its start.
-    def increase_by(labels: str, counter: str) -> str:
+    def counter_alert(
+        *,
+        name: str,
+        by: str,
+        counter: str,
+        severity: str,
+        summary: str,
+        description: str,
+    ) -> Rule:
         # Summing drops the counter's own action label, which would
         # otherwise make the enforcer read these alerts as orders.
-        return f"sum by ({labels}) (increase({counter}[{window}])) > 0"
+        return alert_rule(
+            policy,
+            name=name,
+            expr=f"sum by ({by}) (increase({counter}[{window}])) > 0",
+            for_=NO_DELAY,
+            labels={"severity": severity},
+            summary=summary,
+            description=description,
+        )
 
     return [
-        alert_rule(
-            policy,
+        counter_alert(
             name="WardenEnforcerActed",
-            expr=increase_by(
-                "instance, job, violation, result",
-                selector(actions, policy.enforcer_job, regex={"result": ACTED_RESULTS}),
+            by="instance, job, violation, result",
+            counter=selector(
+                actions, policy.enforcer_job, regex={"result": ACTED_RESULTS}
             ),
-            for_=NO_DELAY,
-            labels={"severity": "info"},
+            severity="info",
             summary="The Warden enforcer {{ $labels.result }} containers.",
             description=(
                 "The enforcer at {{ $labels.instance }} has "
@@ -131,15 +145,11 @@ def _enforcer_activity_rules(policy: Policy) -> list[Rule]:
                 f"{window}. Its audit log names each container and the reason."
             ),
         ),
-        alert_rule(
-            policy,
+        counter_alert(
             name="WardenEnforcerActionErrors",
-            expr=increase_by(
-                "instance, job, violation",
-                selector(actions, policy.enforcer_job, result="error"),
-            ),
-            for_=NO_DELAY,
-            labels={"severity": "warning"},
+            by="instance, job, violation",
+            counter=selector(actions, policy.enforcer_job, result="error"),
+            severity="warning",
             summary="The Warden enforcer failed to act on containers.",
             description=(
                 "The enforcer at {{ $labels.instance }} failed about "
@@ -148,15 +158,11 @@ def _enforcer_activity_rules(policy: Policy) -> list[Rule]:
                 "it should have acted on may still run."
             ),
         ),
-        alert_rule(
-            policy,
+        counter_alert(
             name="WardenEnforcerRateLimited",
-            expr=increase_by(
-                "instance, job, violation",
-                selector(actions, policy.enforcer_job, result="rate_limited"),
-            ),
-            for_=NO_DELAY,
-            labels={"severity": "warning"},
+            by="instance, job, violation",
+            counter=selector(actions, policy.enforcer_job, result="rate_limited"),
+            severity="warning",
             summary="The Warden enforcer skipped actions because of its rate limit.",
             description=(
                 "The enforcer at {{ $labels.instance }} skipped about "
@@ -165,15 +171,11 @@ def _enforcer_activity_rules(policy: Policy) -> list[Rule]:
                 "reached its action rate limit. Containers it skipped still run."
             ),
         ),
-        alert_rule(
-            policy,
+        counter_alert(
             name="WardenEnforcerAuditErrors",
-            expr=increase_by(
-                "instance, job",
-                selector("warden_enforcer_audit_errors_total", policy.enforcer_job),
-            ),
-            for_=NO_DELAY,
-            labels={"severity": "critical"},
+            by="instance, job",
+            counter=selector("warden_enforcer_audit_errors_total", policy.enforcer_job),
+            severity="critical",
             summary="The Warden enforcer cannot write its audit log.",
             description=(
                 "The enforcer at {{ $labels.instance }} failed to write "
@@ -181,19 +183,30 @@ def _enforcer_activity_rules(policy: Policy) -> list[Rule]:
                 f"{window}. It decides nothing while the audit log is unavailable."
             ),
         ),
-        alert_rule(
-            policy,
-            name="WardenEnforcerWebhookErrors",
-            expr=increase_by(
-                "instance, job, code",
-                selector(
-                    "warden_enforcer_requests_total",
-                    policy.enforcer_job,
-                    regex={"code": "4..|5.."},
-                ),
+        counter_alert(
+            name="WardenEnforcerAlertsTruncated",
+            by="instance, job",
+            counter=selector(
+                "warden_enforcer_truncated_alerts_total", policy.enforcer_job
             ),
-            for_=NO_DELAY,
-            labels={"severity": "warning"},
+            severity="warning",
+            summary="Alertmanager left alerts out of notifications to the enforcer.",
+            description=(
+                'Alertmanager left about {{ $value | printf "%.0f" }} alert(s) '
+                "out of notifications to the enforcer at {{ $labels.instance }} "
+                f"in the last {window}, so the enforcer did not act on them. "
+                "Raise max_alerts of the Alertmanager receiver."
+            ),
+        ),
+        counter_alert(
+            name="WardenEnforcerWebhookErrors",
+            by="instance, job, code",
+            counter=selector(
+                "warden_enforcer_requests_total",
+                policy.enforcer_job,
+                regex={"code": "4..|5.."},
+            ),
+            severity="warning",
             summary=(
                 "The Warden enforcer answered webhooks with HTTP {{ $labels.code }}."
             ),

@@ -103,7 +103,7 @@ class Duration:
 
 @dataclass(frozen=True)
 class ViolationPolicy:
-    """What one violation means: its thresholds, ``for`` and action."""
+    """The thresholds, ``for`` duration and action of one violation."""
 
     name: str
     thresholds: Mapping[str, float]
@@ -207,7 +207,7 @@ def parse_policy(document: Mapping[str, Any]) -> Policy:
     rate_window = _duration(document, "rate_window", positive=True)
     if rate_window.milliseconds < 4 * scrape.milliseconds:
         raise PolicyError(
-            f"rate_window: {rate_window} holds fewer than four scrapes of "
+            f"rate_window: {rate_window} contains fewer than four scrapes of "
             f"{scrape}; set it to at least {scrape * 4}"
         )
     health_for = _duration(document, "health_for", positive=False)

@@ -67,7 +67,7 @@ def format_ratio(value: float) -> str:
 
 
 def format_percent(value: float) -> str:
-    """Return a threshold as a percentage for people, for example ``95%``."""
+    """Return a threshold as a percentage for annotations, for example ``95%``."""
     return f"{value * 100:g}%"
 
 
