@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD_PATH = ROOT / "grafana" / "dashboards" / "warden.json"
 
 DASHBOARD_UID = "warden-runtime-guard"
-SCHEMA_VERSION = 39
+# Grafana 9.5 writes schema version 38; Grafana 10 and 11 migrate it on load.
+SCHEMA_VERSION = 38
 
 
 def build_dashboard(levels: PolicyLevels) -> dict[str, Any]:

@@ -44,16 +44,19 @@ CONTAINER = 'instance=~"$instance", name=~"$name"'
 EXPORTER = 'instance=~"$instance"'
 ENFORCED_RESULTS = 'result=~"killed|stopped|paused"'
 
-# One row per container and violation while the enforcer's counter of real
-# actions rises. The counter carries no container, so the container comes
-# from the policy alert that was firing in the same window; when two
-# containers fire the same violation and only one is acted on, both match.
+# One row per container and violation while the enforcer's count of real
+# actions rises. That counter carries no container, so the container comes
+# from its policy alert: one that fired within the window and has stopped
+# firing, because a killed or stopped container loses its series and a
+# paused one its CPU use. A container whose alert of the same violation
+# resolved on its own in the same window is listed too.
 FIRING_POLICY_ALERTS = (
     f'ALERTS{{alertstate="firing", action=~"kill|stop|pause", {CONTAINER}}}'
 )
 ACTED_ON_CONTAINERS = (
     "max by (name, id, instance, violation, action) (\n"
     f"  max_over_time({FIRING_POLICY_ALERTS}[$__rate_interval])\n"
+    f"  unless {FIRING_POLICY_ALERTS}\n"
     ")\n"
     "and on (violation, action)\n"
     "(\n"
@@ -195,10 +198,11 @@ def enforcement_panels() -> list[dict[str, Any]]:
         ),
         table(
             "Containers acted on",
-            "Containers that had a policy alert firing while the enforcer "
-            "killed, stopped or paused for that violation, newest first. "
-            "The enforcer's counters carry no container, so when two "
-            "containers fire the same violation at once both are listed.",
+            "Containers whose policy alert stopped firing while the enforcer "
+            "killed, stopped or paused for that violation, newest first. The "
+            "enforcer's counters carry no container, so a container whose "
+            "alert of the same violation resolved on its own at that moment "
+            "is listed too; the enforcer's audit log has the exact record.",
             target(ACTED_ON_CONTAINERS, table_range=True),
             columns=["name", "violation", "action", "instance", "id"],
             grid=(16, 26, 8, 8),
@@ -248,8 +252,9 @@ def health_panels() -> list[dict[str, Any]]:
         ),
         stat(
             "Audit log write errors",
-            "Audit records the enforcer failed to write in the last "
-            "rate interval. Each one is a webhook answered with a 5xx.",
+            "Failures to check or write the audit log in the last rate "
+            "interval. The enforcer decides nothing it cannot audit and "
+            "answers such a webhook with a 5xx, so Alertmanager retries.",
             [
                 target(
                     "sum(increase(warden_enforcer_audit_errors_total"

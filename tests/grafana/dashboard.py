@@ -32,9 +32,16 @@ _CALL = re.compile(r"\b([A-Za-z_]+)\s*\($")
 class Query:
     """One PromQL expression of the dashboard and where it comes from."""
 
-    where: str
+    kind: str
+    title: str
+    ref_id: str
     expr: str
     instant: bool = False
+
+    @property
+    def where(self) -> str:
+        """Name the query in test ids and failure messages."""
+        return f"{self.kind} {self.title!r} {self.ref_id}"
 
 
 def load_dashboard() -> dict[str, Any]:
@@ -52,13 +59,20 @@ def queries(dashboard: dict[str, Any]) -> Iterator[Query]:
     for panel in graph_panels(dashboard):
         for query in panel["targets"]:
             yield Query(
-                where=f"panel {panel['title']!r} target {query['refId']}",
+                kind="panel",
+                title=panel["title"],
+                ref_id=query["refId"],
                 expr=query["expr"],
                 instant=bool(query.get("instant")),
             )
     for item in dashboard["annotations"]["list"]:
         if "expr" in item:
-            yield Query(where=f"annotation {item['name']!r}", expr=item["expr"])
+            yield Query(
+                kind="annotation",
+                title=item["name"],
+                ref_id=item["target"]["refId"],
+                expr=item["expr"],
+            )
 
 
 def fill_variables(expr: str, rate_interval: str = "20s") -> str:
