@@ -438,3 +438,15 @@ def test_events_read_large_log_in_blocks(
     found = log.events(limit=250)
 
     assert keys(found) == [f"k{number}" for number in range(299, 49, -1)]
+
+
+@pytest.mark.parametrize("name", ["caf\u00e9", 'say "hi"', "bad \ud800 name"])
+def test_events_by_unusual_name(log: AuditLog, name: str) -> None:
+    append(
+        log,
+        record("k1", container_id=ID_A, name=name),
+        record("k2", container_id=ID_B, name="other"),
+    )
+
+    assert keys(log.events(container=name)) == ["k1"]
+    assert log.events(container=name)[0]["container_name"] == name
