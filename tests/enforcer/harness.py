@@ -61,9 +61,7 @@ def make_alert(
         "labels": labels,
         "annotations": {"summary": f"{violation} in {name}"},
         "startsAt": starts_at or now_rfc3339(),
-        "endsAt": "0001-01-01T00:00:00Z"
-        if status == "firing"
-        else now_rfc3339(1.0),
+        "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else now_rfc3339(1.0),
         "generatorURL": "http://127.0.0.1:9090/graph",
         "fingerprint": fingerprint or secrets.token_hex(8),
     }
