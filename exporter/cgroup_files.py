@@ -93,7 +93,8 @@ def parse_cpu_max(text: str, path: Path) -> float | None:
         raise _invalid(path, text, "'<quota> <period>' or 'max <period>'")
     if parts[0] == "max":
         return None
-    if not parts[0].isdigit():
+    # The kernel rejects a zero quota, so "0" can only be a corrupt read.
+    if not parts[0].isdigit() or int(parts[0]) == 0:
         raise _invalid(path, text, "'<quota> <period>' or 'max <period>'")
     return int(parts[0]) / int(parts[1])
 
