@@ -64,7 +64,7 @@ def _stats_api_reader(settings: Settings, client: DockerApi) -> SampleSource:
             pids_limit = HostFacts(settings.proc_root).limits().pids_limit
         except HostFactError as error:
             log.warning(
-                "host pid limit unknown, pids_limit of unlimited "
+                "host pid limit unknown, so pids_limit of unlimited "
                 "containers stays unset: %s",
                 error,
             )

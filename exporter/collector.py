@@ -45,7 +45,7 @@ _INVALID_LABEL_CHARS = re.compile(r"[^a-zA-Z0-9_]")
 
 
 class ContainerSource(Protocol):
-    """What the collector needs from discovery."""
+    """The part of discovery that the collector reads."""
 
     @property
     def up(self) -> bool: ...
@@ -68,8 +68,9 @@ def allowlist_label_name(container_label: str) -> str:
 class ContainerCollector(Collector):
     """Collect the metrics of every running container and of the exporter.
 
-    One collection runs at a time: concurrent scrapes wait for each other,
-    so the CPU tracker always sees reads in order and an interval above 0.
+    One collection runs at a time, because concurrent scrapes wait for each
+    other. The CPU tracker therefore gets reads in order, with an interval
+    above 0.
 
     Args:
         discovery: the cache of running containers.
@@ -152,9 +153,9 @@ class ContainerCollector(Collector):
         if (container_id, kind) in self._logged:
             return
         self._logged.add((container_id, kind))
-        # Readers log the first error of each container and kind at warning
-        # themselves, so this line only helps when debugging a scrape.
-        log.debug("read error %s for container %s: %s", kind, container_id, message)
+        # An error that persists is counted on every scrape but logged once,
+        # until the container goes away.
+        log.warning("read error %s for container %s: %s", kind, container_id, message)
 
     def _forget_removed(self, running: set[str]) -> None:
         for container_id in self._known_ids - running:

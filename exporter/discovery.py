@@ -77,7 +77,7 @@ class Discovery:
         self._thread.start()
 
     def wait_synced(self, timeout: float) -> bool:
-        """Wait until the first full list has been read; return whether it has."""
+        """Wait for the first full list and return whether it arrived in time."""
         return self._synced.wait(timeout)
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -100,8 +100,8 @@ class Discovery:
                 self._stop.wait(delay)
                 delay = min(delay * 2, self.backoff_max)
             except Exception:
-                # Discovery must outlive any bug in one event, so the
-                # exporter keeps serving what it knows.
+                # Discovery must outlive a bug in handling one event, so the
+                # exporter keeps serving the containers it has cached.
                 log.exception("discovery failed; retrying in %s s", delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, self.backoff_max)
@@ -156,7 +156,8 @@ class Discovery:
         if event.get("Type") != "container":
             return
         action = str(event.get("Action") or event.get("status") or "")
-        # "update" and some others carry a suffix, as in "exec_start: sh".
+        # Exec events carry a suffix, as in "exec_start: sh", so only the
+        # part before the colon names the action.
         action = action.split(":", 1)[0]
         container_id = str((event.get("Actor") or {}).get("ID") or event.get("id"))
         if not container_id:
@@ -184,7 +185,7 @@ class Discovery:
 
     def _record_success(self) -> None:
         if not self._up:
-            log.info("Docker engine at %s answers", _address(self.client))
+            log.info("Docker engine at %s is reachable", _address(self.client))
         self._up = True
 
     def _record_failure(self, error: DockerApiError) -> None:

@@ -80,7 +80,7 @@ def canonical_name(names: list[str], fallback: str) -> str:
     """Return the container's own name from the Names list of the list call.
 
     With legacy links a container appears under several names, such as
-    ``/proxy/app`` and ``/app``; its own name is the one with no ``/`` after
+    ``/proxy/app`` and ``/app``. Its own name is the one with no ``/`` after
     the leading one. ``fallback`` is returned when no entry has that form.
     """
     for entry in names:
@@ -183,7 +183,7 @@ class DockerApi:
         )
 
     def ping(self) -> None:
-        """Check that the engine answers; raise DockerUnavailableError if not."""
+        """Ping the engine and raise DockerUnavailableError when it does not reply."""
         try:
             self._api().ping()
         except _TRANSPORT_ERRORS as error:

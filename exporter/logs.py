@@ -28,7 +28,7 @@ def _fields(record: logging.LogRecord) -> dict[str, str]:
 
 
 def logfmt_value(value: str) -> str:
-    """Quote a logfmt value when it holds spaces, quotes, = or control text."""
+    """Quote a logfmt value that contains spaces, quotes, ``=`` or control text."""
     if value and not any(char in value for char in ' "=\\') and value.isprintable():
         return value
     escaped = (

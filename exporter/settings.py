@@ -26,8 +26,8 @@ DOCKER_SCHEMES = ("unix://", "tcp://", "http://", "https://", "ssh://", "npipe:/
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-# Docker's own rule for label keys is loose; this rejects what cannot be a
-# key: empty entries, whitespace and the list separator.
+# Docker accepts almost any label key, so this rejects only what cannot be
+# one here: whitespace, "=" and the list separator.
 _LABEL_KEY = re.compile(r"^[^\s,=]+$")
 
 
@@ -93,7 +93,7 @@ def parse_duration(text: str) -> float:
 
 
 def parse_telemetry_path(text: str) -> str:
-    """Check that the metrics path is absolute and free for the metrics."""
+    """Check that the metrics path is absolute and not taken by another page."""
     if not text.startswith("/") or text in ("/", "/healthz"):
         raise SettingsError(
             f"{text!r} must start with / and differ from / and /healthz, as /metrics"
@@ -145,7 +145,8 @@ def _path(text: str) -> str:
     return text
 
 
-# flag, default, parser, help; a default of None means "decided later".
+# Each entry is (flag, default, parser, help). A default of None leaves the
+# value to the code that uses it, as --docker.host does.
 _FLAGS: list[tuple[str, str | None, Callable[[str], Any], str]] = [
     (
         "--web.listen-address",

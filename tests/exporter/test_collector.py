@@ -240,3 +240,16 @@ def test_docker_down_reported() -> None:
     assert value_of(values, "warden_exporter_docker_up") == 0
     assert value_of(values, "warden_exporter_errors_total", kind="docker_api") == 3
     assert value_of(values, "docker_container_pids", id=HEX_A) == 3
+
+
+def test_read_error_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    source = FakeSource()
+    source.samples[HEX_A] = ContainerSample(pids=2, errors={"stats_read": "refused"})
+    registry, _, _ = build(FakeDiscovery([make_info(HEX_A, "a")]), source)
+    with caplog.at_level(logging.WARNING, logger="exporter.collector"):
+        for _ in range(3):
+            scrape_registry(registry)
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1
+    assert HEX_A in warnings[0]
+    assert "stats_read" in warnings[0]

@@ -204,9 +204,9 @@ def test_engine_loss_logs_once_per_change(caplog: pytest.LogCaptureFixture) -> N
         wait_until(lambda: discovery.up, timeout=5)
         discovery.stop()
     unavailable = [r for r in caplog.records if "unavailable" in r.getMessage()]
-    answers = [r for r in caplog.records if "answers" in r.getMessage()]
+    reachable = [r for r in caplog.records if "reachable" in r.getMessage()]
     assert len(unavailable) == 1
-    assert len(answers) == 1
+    assert len(reachable) == 1
     assert [info.id for info in discovery.containers()] == [HEX_A]
 
 
