@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -284,3 +286,20 @@ def test_command_exits_2_on_bad_override(
     status = main(["--output", str(output), "--set", "violations.cpu_spike.for=soon"])
     assert status == 2
     assert "violations.cpu_spike.for" in capsys.readouterr().err
+
+
+def test_module_process_exits_2(tmp_path: Path) -> None:
+    document = default_document()
+    document["violations"]["cpu_spike"]["action"] = "restart"
+    policy_path = write_policy(tmp_path, document)
+    result = subprocess.run(
+        [sys.executable, "-m", "alerts", "--policy", str(policy_path), "--output", "-"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert result.returncode == 2
+    assert "violations.cpu_spike.action: 'restart' is unknown" in result.stderr
+    assert result.stdout == ""
