@@ -115,9 +115,11 @@ class Harness:
 
     def records(self) -> list[dict[str, Any]]:
         """Return every audit record, oldest first."""
+        # Split on "\n" only: str.splitlines() also splits on characters such
+        # as \x1c that a JSON string in a label may hold unescaped.
         if not self.audit_path.exists():
             return []
-        lines = self.audit_path.read_text().splitlines()
+        lines = self.audit_path.read_text().split("\n")
         return [json.loads(line) for line in lines if line.strip()]
 
     def results(self) -> list[str]:

@@ -59,7 +59,7 @@ def post(server: Server, payload: Any, token: str = TOKEN) -> tuple[int, Any]:
 
 
 def results(path: Path) -> list[str]:
-    lines = path.read_text().splitlines()
+    lines = path.read_text().split("\n")
     return [json.loads(line)["result"] for line in lines if line]
 
 
