@@ -60,7 +60,7 @@ class AuditError(Exception):
 
 
 class EventQueryError(ValueError):
-    """An events query that cannot be answered, such as an ambiguous prefix."""
+    """An invalid events query, such as an ambiguous container ID prefix."""
 
 
 class AuditLog:
@@ -125,7 +125,7 @@ class AuditLog:
         """Hold the log against other threads and processes; not re-entrant.
 
         On entry, lines appended by other processes since the last read
-        are read, so ``is_decided`` sees their decisions.
+        are read, so ``is_decided`` includes their decisions.
 
         Raises:
             AuditError: the file was removed or replaced, or cannot be

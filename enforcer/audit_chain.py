@@ -2,7 +2,7 @@
 
 Every line is one JSON object with sorted keys and no spaces. Its
 ``prev_sha256`` field is the SHA-256, in hex, of the bytes of the
-previous record line without its newline; the first line carries
+previous record line without its newline. The first line carries
 ``GENESIS_SHA256`` (64 zeros). Changing, removing, inserting or
 reordering a line therefore breaks the link of the line after it.
 """
@@ -31,7 +31,7 @@ class VerifyResult:
     ``lines`` counts every line of the file, torn ones included.
     ``first_broken_line`` is 1-based and None when ``ok``. ``torn_lines``
     lists lines that are not JSON objects, such as a write cut short by a
-    crash; the chain skips them and goes on from the last record.
+    crash. The chain skips them and goes on from the last record.
     ``head_sha256`` is the hash of the last record: keep a copy elsewhere
     to detect a later change to the end of the log, which the chain alone
     cannot show.
@@ -49,7 +49,7 @@ def encode_record(record: dict[str, Any]) -> bytes:
     """Serialise a record as one canonical UTF-8 JSON line, no newline.
 
     Raises:
-        ValueError: the record holds a value JSON cannot represent
+        ValueError: the record contains a value JSON cannot represent
             (an object of another type, NaN or infinity).
     """
     options: dict[str, Any] = {

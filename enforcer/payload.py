@@ -34,7 +34,7 @@ _RFC3339 = re.compile(
     r"(Z|[+-]\d{2}:\d{2})"
 )
 
-# Longest excerpt of a received value quoted in an error message.
+# Maximum length of an excerpt of a received value in an error message.
 _EXCERPT_CHARS = 60
 
 # Stands for "no value" in an error about a missing field, where None
@@ -97,8 +97,8 @@ def parse_notification(document: object) -> Notification:
 
     Raises:
         PayloadError: a field is missing, has the wrong type or an unknown
-            value; the error names the field, the expectation and an
-            excerpt of what was received.
+            value. The error names the field, the expected value and an
+            excerpt of the received one.
     """
     body = _require_object(document, "")
     version = _require_string(body, "version", "")
