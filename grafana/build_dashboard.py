@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD_PATH = ROOT / "grafana" / "dashboards" / "warden.json"
 
 DASHBOARD_UID = "warden-runtime-guard"
-# Grafana 9.5 writes schema version 38; Grafana 10 and 11 migrate it on load.
+# Grafana 9.5, the image in deploy/docker-compose.yml, saves schema version 38.
+# Later versions migrate it when they load the dashboard.
 SCHEMA_VERSION = 38
 
 

@@ -1,4 +1,4 @@
-"""Build pieces of Grafana's dashboard JSON model (schema version 39).
+"""Build pieces of Grafana's dashboard JSON model (schema version 38).
 
 Every panel, target, variable and annotation points at the ``datasource``
 template variable, so the dashboard works against any Prometheus that the

@@ -47,9 +47,10 @@ ENFORCED_RESULTS = 'result=~"killed|stopped|paused"'
 # One row per container and violation while the enforcer's count of real
 # actions rises. That counter carries no container, so the container comes
 # from its policy alert: one that fired within the window and has stopped
-# firing, because a killed or stopped container loses its series and a
-# paused one its CPU use. A container whose alert of the same violation
-# resolved on its own in the same window is listed too.
+# firing, because a killed or stopped container loses its series. A
+# container whose alert of the same violation resolved on its own in the
+# same window is listed too. A paused container keeps its series, so only
+# a pause for cpu_spike, whose alert resolves as the CPU use drops, shows.
 FIRING_POLICY_ALERTS = (
     f'ALERTS{{alertstate="firing", action=~"kill|stop|pause", {CONTAINER}}}'
 )

@@ -1,7 +1,7 @@
 """Read the committed dashboard and turn its queries into plain PromQL.
 
-Grafana fills in template variables before it sends a query; the helpers
-here do the same so that Prometheus can run what Grafana would send.
+Grafana fills in template variables before it sends a query. The helpers
+here do the same, so that Prometheus can run what Grafana would send.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def queries(dashboard: dict[str, Any]) -> Iterator[Query]:
 def fill_variables(expr: str, rate_interval: str = "20s") -> str:
     """Replace Grafana's variables the way Grafana would before a query.
 
-    ``$__rate_interval`` and ``$__range`` become ``rate_interval``; every
+    ``$__rate_interval`` and ``$__range`` become ``rate_interval``. Every
     dashboard variable becomes ``.+``, the allValue of "All".
     """
     special = {"__rate_interval": rate_interval, "__range": rate_interval}

@@ -8,6 +8,7 @@ window shorter than two scrapes, a raw counter that only ever grows.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -52,7 +53,7 @@ def test_committed_json_matches_generator() -> None:
     )
 
 
-def test_generator_check_flags_stale_file(tmp_path: Any) -> None:
+def test_generator_check_flags_stale_file(tmp_path: Path) -> None:
     output = tmp_path / "warden.json"
     output.write_text("{}\n")
     assert build_dashboard.main(["--check", "--output", str(output)]) == 1
@@ -60,7 +61,7 @@ def test_generator_check_flags_stale_file(tmp_path: Any) -> None:
     assert build_dashboard.main(["--check", "--output", str(output)]) == 0
 
 
-def test_generator_rejects_invalid_policy(tmp_path: Any) -> None:
+def test_generator_rejects_invalid_policy(tmp_path: Path) -> None:
     policy = tmp_path / "policy.yml"
     policy.write_text("violations: []\n")
     output = tmp_path / "warden.json"

@@ -2,9 +2,9 @@
 
 Prometheus scrapes a real exporter and a real enforcer every second and
 evaluates the rules rendered from alerts/policy.yml. One container burns
-its whole CPU limit until ContainerCPUSpike fires; the test then sends the
-enforcer that alert, as Alertmanager would, and the enforcer kills it. A
-second, idle container is never acted on. Every panel's query, with its
+its whole CPU limit until ContainerCPUSpike fires. The test then sends the
+enforcer that alert, as Alertmanager would, and the enforcer kills the
+container. A second, idle container is never acted on. Every panel's query, with its
 variables filled in as Grafana does, must then return data.
 """
 
@@ -42,8 +42,8 @@ from tests.services import (
 
 pytestmark = [pytest.mark.docker, pytest.mark.e2e]
 
-# Grafana makes $__rate_interval at least four scrape intervals; with one
-# second scrapes a little more leaves room for a late scrape.
+# Grafana makes $__rate_interval at least four scrape intervals. With one
+# second scrapes, a little more than four leaves room for a late scrape.
 RATE_INTERVAL = "10s"
 DASHBOARD = load_dashboard()
 PANEL_QUERIES = [query for query in queries(DASHBOARD) if query.kind == "panel"]
@@ -145,7 +145,7 @@ def render_rules(folder: Path) -> Path:
 
 
 def start_warden(factory: ServerFactory, folder: Path) -> tuple[Server, Server, str]:
-    """Start the exporter and the enforcer; return them and the webhook token."""
+    """Start the exporter and the enforcer, and return them with the token."""
     exporter_port = free_port()
     exporter = factory.start(
         "exporter",
