@@ -78,7 +78,7 @@ class _Files:
         except OSError as error:
             # ENODEV and friends come from a cgroup being torn down right now.
             self._raise_if_gone()
-            self.error(CgroupReadError(f"cannot read cgroup file {path}: {error}"))
+            self.error(CgroupReadError(f"failed to read cgroup file {path}: {error}"))
             return None
 
     def _raise_if_gone(self) -> None:
@@ -130,7 +130,7 @@ def _key(key: str) -> Callable[[str, Path], int]:
 
 @dataclass(frozen=True)
 class _Layout:
-    """Where one cgroup version keeps each value: (controller, file, parser)."""
+    """File locations of each value in one cgroup version."""
 
     version: int
     cpu_usage: tuple[str, str, Callable[[str, Path], int]]
@@ -206,9 +206,9 @@ class CgroupReader:
     def probe(self, containers: Sequence[ContainerInfo] = ()) -> str | None:
         """Return None when the cgroup files are usable here, else the reason.
 
-        With ``containers`` the first one that resolves proves that
-        ``proc_root`` is the host's pid namespace; a container reported gone
-        is skipped, as it may just have stopped.
+        With ``containers``, the first one that resolves proves that
+        ``proc_root`` is the host's pid namespace. A container that is gone
+        is skipped, because it may just have stopped.
         """
         if not self.cgroup_root.is_dir():
             return f"cgroup root {self.cgroup_root} is not a directory"
@@ -230,7 +230,9 @@ class CgroupReader:
             except ContainerGoneError:
                 continue
             except (ReaderError, OSError) as error:
-                return f"cannot resolve the cgroup of container {container.id}: {error}"
+                return (
+                    f"failed to resolve the cgroup of container {container.id}: {error}"
+                )
             return None
         if containers:
             return (
@@ -253,9 +255,11 @@ class CgroupReader:
             self._warn_once(container.id, error.kind, str(error))
             return sample
         except OSError as error:
-            sample.errors[CgroupReadError.kind] = (
-                f"cannot resolve the cgroup of container {container.id}: {error}"
+            message = (
+                f"failed to resolve the cgroup of container {container.id}: {error}"
             )
+            sample.errors[CgroupReadError.kind] = message
+            self._warn_once(container.id, CgroupReadError.kind, message)
             return sample
 
         reading = _Files(container, paths, sample)

@@ -29,7 +29,7 @@ def _invalid(path: Path, text: str, expected: str) -> CgroupParseError:
 
 
 def parse_integer(text: str, path: Path) -> int:
-    """Parse a file that holds one non-negative integer, such as memory.current."""
+    """Parse a file that contains one non-negative integer, such as memory.current."""
     stripped = text.strip()
     if not stripped.isdigit():
         raise _invalid(path, text, "a non-negative integer")
@@ -47,7 +47,7 @@ def parse_limit(text: str, path: Path) -> int | None:
 
 
 def parse_signed_integer(text: str, path: Path) -> int:
-    """Parse a file that holds one integer that may be -1, such as cfs_quota_us."""
+    """Parse a file that contains one integer that may be -1, such as cfs_quota_us."""
     stripped = text.strip()
     digits = stripped[1:] if stripped.startswith("-") else stripped
     if not digits.isdigit():

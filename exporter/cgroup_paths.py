@@ -54,7 +54,7 @@ def is_cgroup_v2(cgroup_root: Path) -> bool:
     """Tell whether ``cgroup_root`` is a cgroup v2 (unified) mount.
 
     A hybrid v1 host also lists a ``0::`` line in /proc/<pid>/cgroup, so only
-    the ``cgroup.controllers`` file at the root tells the two apart.
+    the ``cgroup.controllers`` file at the root distinguishes the two.
     """
     return (cgroup_root / "cgroup.controllers").is_file()
 
@@ -71,7 +71,7 @@ def find_v1_mounts(cgroup_root: Path) -> dict[str, Path]:
     try:
         entries = sorted(cgroup_root.iterdir())
     except OSError as error:
-        logger.debug("cannot list cgroup root %s: %s", cgroup_root, error)
+        logger.debug("failed to list cgroup root %s: %s", cgroup_root, error)
         return mounts
     for entry in entries:
         if not entry.is_dir():

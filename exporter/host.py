@@ -13,8 +13,8 @@ from exporter.errors import HostFactError
 
 logger = logging.getLogger(__name__)
 
-# CPUs come and go by hotplug and memory by ballooning, both rarely; a short
-# cache keeps a scrape of many containers to one read of each file.
+# CPUs change by hotplug and memory by ballooning, both rarely. A short cache
+# keeps a scrape of many containers to one read of each file.
 DEFAULT_TTL_SECONDS = 10.0
 
 _CPU_LINE = re.compile(r"^cpu\d+\s", re.MULTILINE)
@@ -98,7 +98,7 @@ class HostFacts:
             return path.read_text()
         except OSError as error:
             raise HostFactError(
-                f"cannot read {path}: {error}; check that --proc.root points at "
+                f"failed to read {path}: {error}; check that --proc.root points at "
                 "the host's /proc"
             ) from error
 

@@ -88,5 +88,11 @@ class SampleSource(Protocol):
     def read_all(
         self, containers: Sequence[ContainerInfo]
     ) -> dict[str, ContainerSample]:
-        """Read many containers, keyed by ID; containers that are gone are left out."""
+        """Read many containers, keyed by ID; containers that are gone are left out.
+
+        A container whose read failed as a whole, for example a stats request
+        that timed out, maps to a sample with every value None. Its
+        ``errors`` name the reason (kind ``stats_timeout`` or ``stats_read``),
+        so the failure is counted and no series shows a made-up value.
+        """
         ...

@@ -1,8 +1,9 @@
 """Read container resource use from the Docker stats API.
 
 The fallback for an engine whose cgroup files the exporter cannot see: a
-remote or rootless engine, or an exporter without the host's /proc. Each
-request takes about a second on Docker 20.10, so requests run in parallel.
+remote or rootless engine, or an exporter without the host's /proc. Even a
+one-shot request took 0.1 to 0.7 s on Docker 20.10 here (2 s without
+one_shot), so requests run in parallel.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from exporter.model import ContainerGoneError, ContainerInfo, ContainerSample
 
 logger = logging.getLogger(__name__)
 
-# The Docker CLI's default for `docker stats` concurrency is unbounded; ten
-# keeps a scrape of a busy host from opening hundreds of engine connections.
+# Ten requests at a time keep a scrape of a busy host from opening hundreds
+# of engine connections at once.
 DEFAULT_MAX_CONCURRENT = 10
 DEFAULT_TIMEOUT_SECONDS = 5.0
 
@@ -198,8 +199,8 @@ class StatsApiReader:
     """Read samples through the Docker stats API, several containers at once.
 
     ``host_memory_bytes`` and ``host_pids_limit`` are the engine host's
-    capacity (``docker info`` MemTotal and the kernel's pid limit); without
-    them an unlimited memory or pids limit is reported as unknown.
+    capacity: ``docker info`` MemTotal and the kernel's pid limit. Without
+    them, an unlimited memory or pids limit is reported as unknown.
     """
 
     name = "api"

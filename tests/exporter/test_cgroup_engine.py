@@ -183,12 +183,12 @@ def test_removed_container_left_out(
     run_container: RunContainer,
     reader: CgroupReader,
 ) -> None:
-    kept = run_container()
+    running = run_container()
     removed = run_container()
-    infos = [info_from_engine(docker_client, c.id) for c in (kept, removed)]
+    infos = [info_from_engine(docker_client, c.id) for c in (running, removed)]
     removed.remove(force=True)
     samples = reader.read_all(infos)
-    assert set(samples) == {kept.id}
+    assert set(samples) == {running.id}
 
 
 def _assert_same_memory(cgroup: ContainerSample, api: ContainerSample) -> None:
