@@ -1,0 +1,77 @@
+"""`python -m deploy.stack up` runs until SIGTERM and leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from deploy.processes import ProcessSpec, check_port_free
+from tests.e2e.conftest import PREFIX, require_stack_binaries
+from tests.services import free_port, http_get, wait_until
+
+pytestmark = [pytest.mark.e2e]
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+PARTS = ("exporter", "enforcer", "prometheus", "alertmanager")
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_stack_up_stops_on_sigterm(tmp_path: Path) -> None:
+    require_stack_binaries()
+    ports = {part: free_port() for part in PARTS}
+    environ = {
+        **os.environ,
+        "WARDEN_STATE": str(tmp_path / "state"),
+        "WARDEN_CONTAINER_NAME_REGEX": f"^{PREFIX}",
+        **{f"WARDEN_STACK_{part.upper()}_PORT": str(ports[part]) for part in PARTS},
+    }
+    log = tmp_path / "stack.out"
+    with open(log, "w") as output:
+        stack = subprocess.Popen(
+            [sys.executable, "-m", "deploy.stack", "up"],
+            cwd=REPOSITORY,
+            env=environ,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_until(
+                lambda: (
+                    "Warden is running" in log.read_text() or stack.poll() is not None
+                ),
+                timeout=90,
+                message="the stack to report that it is running",
+            )
+            text = log.read_text()
+            assert "Warden is running" in text, text
+            pids = [int(pid) for pid in re.findall(r"\(pid (\d+)\)", text)]
+            status, _ = http_get(f"http://127.0.0.1:{ports['prometheus']}/-/ready")
+            stack.send_signal(signal.SIGTERM)
+            exit_status = stack.wait(60)
+        finally:
+            if stack.poll() is None:
+                stack.kill()
+                stack.wait()
+
+    assert status == 200
+    assert exit_status == 0, log.read_text()
+    assert len(pids) == len(PARTS), log.read_text()
+    time.sleep(0.5)
+    for pid in pids:
+        assert not process_alive(pid), pid
+    for part, port in ports.items():
+        check_port_free(ProcessSpec(name=part, argv=[], port=port, health_path="/"))
