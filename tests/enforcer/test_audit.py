@@ -450,3 +450,33 @@ def test_events_by_unusual_name(log: AuditLog, name: str) -> None:
 
     assert keys(log.events(container=name)) == ["k1"]
     assert log.events(container=name)[0]["container_name"] == name
+
+
+class FakeStatvfs:
+    """The fields of os.statvfs_result that check_writable reads."""
+
+    def __init__(self, free_blocks: int, flags: int = 0) -> None:
+        self.f_bavail = free_blocks
+        self.f_frsize = 4096
+        self.f_flag = flags
+
+
+# A full or read-only file system cannot be made on demand in a test, so
+# these two use a fake os.fstatvfs.
+def test_full_file_system_fails_check(
+    log: AuditLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit.os, "fstatvfs", lambda fd: FakeStatvfs(10))
+
+    with pytest.raises(AuditError, match="only 40960 bytes free"):
+        log.check_writable()
+
+
+def test_read_only_file_system_fails_check(
+    log: AuditLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeStatvfs(1 << 20, flags=os.ST_RDONLY)
+    monkeypatch.setattr(audit.os, "fstatvfs", lambda fd: fake)
+
+    with pytest.raises(AuditError, match="read-only file system"):
+        log.check_writable()

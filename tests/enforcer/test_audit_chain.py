@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from enforcer import audit_chain
 from enforcer.audit import AuditLog, verify_chain
 from enforcer.audit_chain import (
     GENESIS_SHA256,
+    decode_line,
     encode_record,
     iter_lines,
     iter_lines_backwards,
@@ -281,3 +286,37 @@ def test_backwards_reader_without_newline(tmp_path: Path) -> None:
 
     with open(path, "rb") as file:
         assert list(iter_lines_backwards(file, path.stat().st_size)) == []
+
+
+# Any code point, with lone surrogates (which json.loads can produce) and
+# characters that JSON escapes drawn more often than by chance.
+any_text = st.text(
+    st.characters(codec=None, categories=None)
+    | st.sampled_from(["\ud800", "\udfff", "\u00e9", '"', "\n", "\\"]),
+    max_size=20,
+)
+record_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | any_text,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(any_text, children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(records=st.lists(st.dictionaries(any_text, record_values), max_size=5))
+@settings(max_examples=50, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_records_read_back_exactly(
+    tmp_path: Path, records: list[dict[str, Any]]
+) -> None:
+    path = tmp_path / f"{uuid.uuid4().hex}.jsonl"
+    log = AuditLog(path)
+    with log.locked():
+        written = [log.append(item) for item in records]
+
+    assert [decode_line(line) for line in lines_of(path)] == written
+    assert verify_chain(path).ok
