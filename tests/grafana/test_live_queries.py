@@ -4,8 +4,10 @@ Prometheus scrapes a real exporter and a real enforcer every second and
 evaluates the rules rendered from alerts/policy.yml. One container burns
 its whole CPU limit until ContainerCPUSpike fires. The test then sends the
 enforcer that alert, as Alertmanager would, and the enforcer kills the
-container. A second, idle container is never acted on. Every panel's query, with its
-variables filled in as Grafana does, must then return data.
+container. A second container burns its CPU too and fires the same alert,
+but the test never sends it, and a third one idles. Neither is acted on.
+Every panel's query, with its variables filled in as Grafana does, must
+then return data.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class Stack:
     enforcer: Server
     exporter_instance: str
     busy: Container
+    spared: Container
     idle: Container
     started: float
     decisions: list[dict[str, Any]] = field(default_factory=list)
@@ -267,6 +270,12 @@ def stack(
             "while :; do :; done",
             nano_cpus=200_000_000,
         )
+        spared = start_container(
+            docker_client,
+            containers,
+            "while :; do :; done",
+            nano_cpus=200_000_000,
+        )
         idle = start_container(docker_client, containers, "sleep 3600")
         exporter, enforcer, token = start_warden(factory, folder)
         prometheus = factory.prometheus(
@@ -277,11 +286,13 @@ def stack(
             enforcer=enforcer,
             exporter_instance=f"127.0.0.1:{exporter.port}",
             busy=busy,
+            spared=spared,
             idle=idle,
             started=started,
         )
 
         alert = firing_alert(prometheus, busy)
+        firing_alert(prometheus, spared)
         panel = next(q for q in PANEL_QUERIES if q.title == FIRING_PANEL)
         stack.firing_rows = [
             row["metric"] for row in instant(prometheus, fill_variables(panel.expr))
@@ -327,6 +338,11 @@ def test_firing_panel_lists_busy_container(stack: Stack) -> None:
     assert stack.busy.id in ids
 
 
+def test_firing_panel_lists_spared_container(stack: Stack) -> None:
+    ids = [row.get("id") for row in stack.firing_rows]
+    assert stack.spared.id in ids
+
+
 def test_firing_panel_leaves_out_idle_container(stack: Stack) -> None:
     ids = [row.get("id") for row in stack.firing_rows]
     assert stack.idle.id not in ids
@@ -363,6 +379,11 @@ def test_annotation_skips_idle_container(stack: Stack) -> None:
     assert stack.idle.id not in ids
 
 
+def test_annotation_skips_still_firing_container(stack: Stack) -> None:
+    ids = [series["metric"].get("id") for series in annotation_series(stack)]
+    assert stack.spared.id not in ids
+
+
 def label_values(stack: Stack, variable: str) -> list[str]:
     """Run a label_values() variable query as Grafana's Prometheus source does."""
     (item,) = [v for v in DASHBOARD["templating"]["list"] if v["name"] == variable]
@@ -380,6 +401,7 @@ def label_values(stack: Stack, variable: str) -> list[str]:
 def test_name_variable_lists_test_containers(stack: Stack) -> None:
     names = label_values(stack, "name")
     assert stack.idle.name in names
+    assert stack.spared.name in names
     assert stack.busy.name in names
 
 
