@@ -76,7 +76,7 @@ def firing(url: str, alertname: str) -> list[dict[str, str]]:
 def test_prometheus_fires_and_resolves_alert(
     servers: ServerFactory, tmp_path: Path
 ) -> None:
-    # A static file stands in for the exporter, so the test controls every
+    # A static file replaces the exporter, so the test controls every
     # value while Prometheus scrapes, marks stale series and evaluates.
     site = tmp_path / "site"
     site.mkdir()
