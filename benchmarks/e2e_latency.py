@@ -1,0 +1,170 @@
+"""Measure the seconds from a container's start to its kill, per violation.
+
+Starts the whole stack with the committed policy (5 s scrapes and rule
+evaluations), then runs rounds in which the four abusive containers start
+together and each is followed until the enforcer kills it. The time is the
+enforcer's audit record time minus Docker's StartedAt. Each violation is
+compared with a target of its `for` plus two scrape intervals plus 2 s.
+
+    deploy/engine.sh run -- .venv/bin/python benchmarks/e2e_latency.py
+
+The stack listens on free ports with its own state folder and guards only
+containers named ``warden-bench-<run>-...``, so it runs beside `make up`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import docker
+
+# The stack code lives in deploy/, which is not an installed package.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from alerts.policy import load_policy
+from deploy.config import DEFAULT_PORTS, StackSettings, read_token
+from deploy.events import EventsClient, first_actions
+from deploy.stack import Stack, committed_rule_files
+from deploy.workloads import (
+    VIOLATIONS,
+    Started,
+    parse_docker_time,
+    remove_labelled,
+    remove_workloads,
+    start_workloads,
+)
+
+BENCH_LABEL = "warden.bench"
+ROUND_TIMEOUT_SECONDS = 120.0
+
+
+def free_ports() -> dict[str, int]:
+    """Pick a free port on 127.0.0.1 for each part of the stack."""
+    ports = {}
+    for part in DEFAULT_PORTS:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            ports[part] = int(sock.getsockname()[1])
+    return ports
+
+
+def nearest_rank(values: Sequence[float], quantile: float) -> float:
+    """Return the nearest-rank quantile: with 5 values, p95 is the maximum."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(quantile * len(ordered)))
+    return ordered[rank - 1]
+
+
+def run_round(
+    client: docker.DockerClient, stack: Stack, prefix: str, labels: dict[str, str]
+) -> dict[str, float]:
+    """Start the four abusive containers together; return seconds to kill each."""
+    settings = stack.settings
+    events = EventsClient(
+        settings.url("enforcer"),
+        read_token(settings.state),
+        since=datetime.now(UTC) - timedelta(seconds=1),
+    )
+    started: list[Started] = start_workloads(client, VIOLATIONS, prefix, labels)
+    records: list[dict[str, object]] = []
+    try:
+        deadline = time.monotonic() + ROUND_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            stack.check_children()
+            records.extend(events.new_records())
+            if {item.id for item in started} <= set(first_actions(records)):
+                break
+            time.sleep(0.5)
+    finally:
+        remove_workloads(started)
+
+    actions = first_actions(records)
+    seconds = {}
+    for item in started:
+        record = actions.get(item.id)
+        violation = str(item.workload.violation)
+        if record is None or record.get("violation") != violation:
+            print(f"  {item.name}: not killed for {violation}: {record}", flush=True)
+            seconds[violation] = math.inf
+            continue
+        killed_at = parse_docker_time(str(record["time"]))
+        seconds[violation] = (killed_at - item.started_at).total_seconds()
+    return seconds
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark and print a Markdown table of the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="runs per violation")
+    arguments = parser.parse_args(argv)
+
+    policy = load_policy()
+    scrape = policy.scrape_interval.seconds
+    run = uuid.uuid4().hex[:6]
+    prefix = f"warden-bench-{run}-"
+    client = docker.from_env()
+    results: dict[str, list[float]] = {w.violation or "": [] for w in VIOLATIONS}
+
+    with tempfile.TemporaryDirectory(prefix="warden-bench-") as folder:
+        settings = StackSettings(
+            state=Path(folder) / "state",
+            ports=free_ports(),
+            name_regex=f"^{prefix}",
+            scrape_interval_seconds=scrape,
+            evaluation_interval_seconds=policy.evaluation_interval.seconds,
+            rule_files=committed_rule_files(),
+        )
+        started_at = time.monotonic()
+        try:
+            with Stack(settings) as stack:
+                stack.start()
+                for index in range(arguments.runs):
+                    seconds = run_round(
+                        client, stack, f"{prefix}{index}-", {BENCH_LABEL: run}
+                    )
+                    for violation, value in seconds.items():
+                        results[violation].append(value)
+                    figures = ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items())
+                    print(f"round {index + 1}: {figures}", flush=True)
+        finally:
+            remove_labelled(client, BENCH_LABEL, run)
+        elapsed = time.monotonic() - started_at
+
+    print()
+    print(
+        f"Host: {platform.node()}, {platform.machine()}, "
+        f"Python {platform.python_version()}, {arguments.runs} runs per "
+        f"violation, scrape and evaluation every {scrape:g} s, "
+        f"{elapsed:.0f} s in all."
+    )
+    print()
+    print("| violation | for | min | median | p95 | max | target | within |")
+    print("|---|---|---|---|---|---|---|---|")
+    failed = False
+    for violation, values in results.items():
+        for_seconds = policy.violations[violation].for_.seconds
+        target = for_seconds + 2 * scrape + 2
+        p95 = nearest_rank(values, 0.95)
+        within = p95 <= target
+        failed = failed or not within
+        print(
+            f"| {violation} | {for_seconds:g} s | {min(values):.1f} s "
+            f"| {statistics.median(values):.1f} s | {p95:.1f} s "
+            f"| {max(values):.1f} s | {target:g} s | {'yes' if within else 'no'} |"
+        )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
