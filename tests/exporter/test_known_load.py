@@ -6,6 +6,7 @@ containers may share the engine.
 
 from __future__ import annotations
 
+import os
 import time
 
 import docker
@@ -47,18 +48,34 @@ def wait_for_series(
 def test_spinner_uses_its_half_core(
     exporter: Server, run_container: RunContainer
 ) -> None:
-    container = run_container("while :; do :; done", nano_cpus=500_000_000)
+    # Top CPU shares keep other containers on the shared engine from taking
+    # the spinner's half core when the host is busy.
+    container = run_container(
+        "while :; do :; done", nano_cpus=500_000_000, cpu_shares=262144
+    )
     limit = wait_for_series(exporter, "docker_container_cpu_limit_cores", container.id)
     # The first scrape only sets the CPU baseline; the next one, a few
     # seconds later, measures the spinner over that interval.
-    time.sleep(3)
-    scrape(exporter)
-    time.sleep(3)
-    values = scrape(exporter)
-    ratio = value_of(values, "docker_container_cpu_utilization_ratio", id=container.id)
+    time.sleep(2)
+    usage = "docker_container_cpu_usage_seconds_total"
+    first = scrape(exporter)
+    started = time.monotonic()
+    time.sleep(5)
+    second = scrape(exporter)
+    elapsed = time.monotonic() - started
+    ratio = value_of(second, "docker_container_cpu_utilization_ratio", id=container.id)
+    before = value_of(first, usage, id=container.id)
+    after = value_of(second, usage, id=container.id)
+    assert before is not None
+    assert after is not None
+    cores = (after - before) / elapsed
+    # On a host with more runnable tasks than CPUs the spinner gets less
+    # than its quota, and this message shows that rather than a bad ratio.
+    context = f"spinner used {cores:.3f} cores; load average {os.getloadavg()}"
     assert limit == 0.5
     assert ratio is not None
-    assert ratio == pytest.approx(1.0, rel=0.10)
+    assert ratio == pytest.approx(cores / limit, rel=0.10), context
+    assert ratio == pytest.approx(1.0, rel=0.10), context
 
 
 def test_shm_write_raises_working_set(
