@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import logging
 import os
 import stat
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -30,11 +30,10 @@ from enforcer.audit_chain import (
     decode_line,
     encode_record,
     iter_lines,
-    iter_lines_backwards,
     line_sha256,
     verify_chain,
 )
-from enforcer.payload import parse_rfc3339
+from enforcer.audit_events import EventQueryError, parse_since, scan_events
 
 __all__ = [
     "AuditError",
@@ -57,10 +56,6 @@ MIN_FREE_BYTES = 1 << 20
 
 class AuditError(Exception):
     """The audit log cannot be opened, read or written."""
-
-
-class EventQueryError(ValueError):
-    """An invalid events query, such as an ambiguous container ID prefix."""
 
 
 class AuditLog:
@@ -95,8 +90,13 @@ class AuditLog:
         self._last_sha256 = GENESIS_SHA256
         self._broken_lines = 0
         self._fd = self._open()
-        with self.locked():
-            pass  # reads every line, and ends a torn last line
+        try:
+            with self.locked():
+                pass  # reads every line, and ends a torn last line
+        except AuditError:
+            self.close()
+            raise
+        _open_logs.add(self)
         logger.info(
             "audit log %s open: %d lines, %d decided alerts",
             self.path,
@@ -170,7 +170,10 @@ class AuditLog:
         written = dict(record)
         written[PREV_FIELD] = self._last_sha256
         line = encode_record(written)
-        start = os.fstat(self._fd).st_size
+        try:
+            start = os.fstat(self._fd).st_size
+        except OSError as error:
+            raise AuditError(self._describe("cannot be checked", error)) from error
         try:
             self._write_all(line + b"\n")
             os.fsync(self._fd)
@@ -228,34 +231,16 @@ class AuditLog:
         """
         if limit < 1:
             raise EventQueryError(f"limit {limit} is invalid: expected 1 or more")
-        start = _since_time(since)
+        start = parse_since(since)
         with self.locked():
             wanted = self._container_field(container)
             end = self._offset
         if wanted == ("container_id", ""):
             return []  # no container ID starts with the prefix
-        needles = _needles(*wanted) if wanted else ()
-
-        found: list[dict[str, Any]] = []
         try:
-            with open(self.path, "rb") as file:
-                for line in iter_lines_backwards(file, end):
-                    # Decoding JSON is the cost; skip lines that cannot match.
-                    if needles and not any(needle in line for needle in needles):
-                        continue
-                    record = decode_line(line)
-                    if record is None:
-                        continue
-                    if wanted and record.get(wanted[0]) != wanted[1]:
-                        continue
-                    if start is not None and not _is_at_or_after(record, start):
-                        continue
-                    found.append(record)
-                    if len(found) >= limit:
-                        break
+            return scan_events(self.path, end, wanted, start, limit)
         except OSError as error:
             raise AuditError(self._describe("cannot be read", error)) from error
-        return found
 
     def _open(self) -> int:
         self._pid = os.getpid()
@@ -306,7 +291,10 @@ class AuditLog:
                 f"audit log {self.path} was removed or cannot be reached:"
                 f" {error.strerror}; restart the enforcer to start a new log"
             ) from error
-        opened = os.fstat(self._fd)
+        try:
+            opened = os.fstat(self._fd)
+        except OSError as error:
+            raise AuditError(self._describe("cannot be checked", error)) from error
         if (current.st_dev, current.st_ino) != (opened.st_dev, opened.st_ino):
             raise AuditError(
                 f"audit log {self.path} was replaced by another file; restart"
@@ -440,6 +428,20 @@ class AuditLog:
         return f"audit log {self.path} {failure}: {reason}; check --audit.path"
 
 
+# Logs to reset in a forked child: a thread of the parent may have held
+# a lock at the moment of the fork, and no thread of the child releases it.
+_open_logs: weakref.WeakSet[AuditLog] = weakref.WeakSet()
+
+
+def _reset_locks_after_fork() -> None:
+    for log in list(_open_logs):
+        log._thread_lock = threading.Lock()
+        log._owner = None
+
+
+os.register_at_fork(after_in_child=_reset_locks_after_fork)
+
+
 def _fsync_folder(folder: Path) -> None:
     # Makes the new file's directory entry survive a power loss.
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
@@ -447,44 +449,3 @@ def _fsync_folder(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _needles(field: str, value: str) -> tuple[bytes, ...]:
-    # The bytes of '"field":"value"' in a line, in both encodings that
-    # encode_record writes (compact separators, so no space after ':').
-    readable = json.dumps({field: value}, ensure_ascii=False)[1:-1]
-    escaped = json.dumps({field: value})[1:-1]
-    readable = readable.replace('": ', '":', 1)
-    escaped = escaped.replace('": ', '":', 1)
-    try:
-        return (readable.encode("utf-8"), escaped.encode("ascii"))
-    except UnicodeEncodeError:
-        return (escaped.encode("ascii"),)
-
-
-def _since_time(since: datetime | str | None) -> datetime | None:
-    if since is None:
-        return None
-    if isinstance(since, str):
-        try:
-            since = parse_rfc3339(since)
-        except ValueError:
-            raise EventQueryError(
-                f"since {since!r} is invalid: expected an RFC 3339 time such as"
-                " 2026-01-01T00:00:00Z"
-            ) from None
-    if since.tzinfo is None or since.utcoffset() is None:
-        raise EventQueryError(
-            f"since {since.isoformat()} has no time zone: give one, such as Z"
-        )
-    return since
-
-
-def _is_at_or_after(record: dict[str, Any], start: datetime) -> bool:
-    moment = record.get("time")
-    if not isinstance(moment, str):
-        return False
-    try:
-        return parse_rfc3339(moment) >= start
-    except ValueError:
-        return False

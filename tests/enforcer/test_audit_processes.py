@@ -11,6 +11,7 @@ import json
 import multiprocessing
 import resource
 import signal
+import threading
 import time
 from multiprocessing.context import BaseContext
 from pathlib import Path
@@ -50,6 +51,12 @@ def decide_in_inherited_log(keys: list[str], barrier: Any) -> None:
     for key in keys:
         barrier.wait()
         decide(inherited_log, key)
+
+
+def append_one(key: str) -> None:
+    assert inherited_log is not None
+    with inherited_log.locked():
+        inherited_log.append({"result": "killed", "alert": {"key": key}})
 
 
 def append_over_size_limit(path: str, results: Any) -> None:
@@ -138,3 +145,36 @@ def test_file_size_limit_leaves_no_partial_line(tmp_path: Path) -> None:
     assert "File too large" in message
     assert path.read_bytes() == before
     assert verify_chain(path).ok
+
+
+def test_fork_while_thread_holds_lock(tmp_path: Path) -> None:
+    global inherited_log
+    path = tmp_path / "audit.jsonl"
+    inherited_log = AuditLog(path)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        assert inherited_log is not None
+        with inherited_log.locked():
+            holding.set()
+            release.wait(timeout=60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait(timeout=60)
+    try:
+        child = multiprocessing.get_context("fork").Process(
+            target=append_one, args=("from-child",)
+        )
+        child.start()
+    finally:
+        release.set()
+        holder.join()
+        inherited_log = None
+    # A child that inherited the held thread lock would wait forever.
+    child.join(timeout=60)
+    if child.exitcode is None:
+        child.kill()
+
+    assert child.exitcode == 0
+    assert results_by_key(path) == {"from-child": ["killed"]}
