@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -186,7 +187,8 @@ class CgroupReader:
     """Read samples from the cgroup files of containers on this host.
 
     ``cgroup_root`` and ``proc_root`` are the host's /sys/fs/cgroup and /proc,
-    mounted elsewhere when the exporter itself runs in a container.
+    mounted elsewhere when the exporter itself runs in a container. Safe to
+    call from several threads.
     """
 
     name = "cgroup"
@@ -201,6 +203,7 @@ class CgroupReader:
         self.proc_root = Path(proc_root)
         self.host = host or HostFacts(self.proc_root)
         self._resolver = CgroupResolver(self.cgroup_root, self.proc_root)
+        self._warned_lock = threading.Lock()
         self._warned: set[tuple[str, str]] = set()
 
     def probe(self, containers: Sequence[ContainerInfo] = ()) -> str | None:
@@ -294,20 +297,23 @@ class CgroupReader:
     def forget(self, container_id: str) -> None:
         """Drop what is cached about a removed container."""
         self._resolver.forget(container_id)
-        self._warned = {key for key in self._warned if key[0] != container_id}
+        with self._warned_lock:
+            self._warned = {key for key in self._warned if key[0] != container_id}
 
     def retain(self, container_ids: set[str]) -> None:
         """Drop what is cached about containers not in ``container_ids``."""
         self._resolver.retain(container_ids)
-        self._warned = {key for key in self._warned if key[0] in container_ids}
+        with self._warned_lock:
+            self._warned = {key for key in self._warned if key[0] in container_ids}
 
     def _warn_once(self, container_id: str, kind: str, message: str) -> None:
         # A broken file stays broken on every scrape; the error counter shows
         # the repeats, the log shows the first one per container and kind.
         key = (container_id, kind)
-        if key in self._warned:
-            return
-        self._warned.add(key)
+        with self._warned_lock:
+            if key in self._warned:
+                return
+            self._warned.add(key)
         logger.warning("container %s: %s", container_id, message)
 
     def _v1_cpu_limit(self, reading: _Files, host: HostLimits | None) -> float | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -118,6 +119,9 @@ def parse_proc_cgroup(text: str, source: Path) -> dict[str, str]:
 
 
 def _join(base: Path, cgroup_path: str, source: Path) -> Path:
+    # NOTE: this assumes each hierarchy is mounted from its root, as on the
+    # host itself or with the host's /sys/fs/cgroup bind-mounted. A mount of
+    # a sub-cgroup (mountinfo root other than "/") would need that prefix cut.
     relative = PurePosixPath(cgroup_path.lstrip("/"))
     if ".." in relative.parts:
         # The kernel writes paths relative to the reader's cgroup namespace,
@@ -130,11 +134,15 @@ def _join(base: Path, cgroup_path: str, source: Path) -> Path:
 
 
 class CgroupResolver:
-    """Resolve containers to cgroup directories, cached per (ID, pid)."""
+    """Resolve containers to cgroup directories, cached per (ID, pid).
+
+    Safe to call from several threads, as concurrent scrapes do.
+    """
 
     def __init__(self, cgroup_root: Path, proc_root: Path) -> None:
         self.cgroup_root = cgroup_root
         self.proc_root = proc_root
+        self._lock = threading.Lock()
         self._cache: dict[str, tuple[int, CgroupPaths]] = {}
 
     def resolve(self, container: ContainerInfo) -> CgroupPaths:
@@ -145,12 +153,14 @@ class CgroupResolver:
                 or the pid now belongs to a process outside the container.
             CgroupParseError: /proc/<pid>/cgroup has an unexpected format.
         """
-        cached = self._cache.get(container.id)
+        with self._lock:
+            cached = self._cache.get(container.id)
         if cached is not None and cached[0] == container.pid:
             return cached[1]
 
         paths = self._resolve_uncached(container)
-        self._cache[container.id] = (container.pid, paths)
+        with self._lock:
+            self._cache[container.id] = (container.pid, paths)
         logger.debug(
             "container %s (pid %s) uses %s", container.id, container.pid, paths
         )
@@ -158,12 +168,14 @@ class CgroupResolver:
 
     def forget(self, container_id: str) -> None:
         """Drop the cached paths of a container."""
-        self._cache.pop(container_id, None)
+        with self._lock:
+            self._cache.pop(container_id, None)
 
     def retain(self, container_ids: set[str]) -> None:
         """Drop the cached paths of every container not in ``container_ids``."""
-        for container_id in set(self._cache) - container_ids:
-            del self._cache[container_id]
+        with self._lock:
+            for container_id in set(self._cache) - container_ids:
+                del self._cache[container_id]
 
     def _resolve_uncached(self, container: ContainerInfo) -> CgroupPaths:
         if container.pid <= 0:

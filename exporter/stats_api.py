@@ -1,8 +1,8 @@
 """Read container resource use from the Docker stats API.
 
 The fallback for an engine whose cgroup files the exporter cannot see: a
-remote or rootless engine, or an exporter without the host's /proc. Even a
-one-shot request took 0.1 to 0.7 s on Docker 20.10 here (2 s without
+remote or rootless engine, or an exporter without the host's /proc. On Docker
+20.10 with 2 CPUs a one-shot request took 0.1 to 1.0 s (2 s without
 one_shot), so requests run in parallel.
 """
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import pytest
 
 from exporter.cgroup import CgroupReader
-from exporter.model import ContainerGoneError
+from exporter.model import ContainerGoneError, ContainerInfo
 from tests.exporter.fixtures.cgroup_trees import (
     HOST_CPUS,
     HOST_MEMORY_BYTES,
@@ -434,3 +435,27 @@ def test_probe_rejects_foreign_pid_namespace(host: FakeHost) -> None:
     reason = reader_for(host).probe([info])
     assert reason is not None
     assert "pid namespace" in reason
+
+
+def test_concurrent_reads_are_safe(tmp_path: Path) -> None:
+    host = FakeHost(tmp_path, version=1)
+    infos = [host.add_container(f"{n:064x}", pid=2000 + n) for n in range(20)]
+    reader = reader_for(host)
+    failures: list[BaseException] = []
+    counts: list[int] = []
+
+    def scrape(subset: list[ContainerInfo]) -> None:
+        try:
+            for _ in range(20):
+                counts.append(len(reader.read_all(subset)))
+        except BaseException as error:
+            failures.append(error)
+
+    subsets = [infos, infos[:10], infos[10:], infos[::2]]
+    threads = [threading.Thread(target=scrape, args=(s,)) for s in subsets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert sorted(set(counts)) == [10, 20]
