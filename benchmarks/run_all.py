@@ -1,7 +1,7 @@
 """Run every benchmark script in this folder in turn; ``make bench`` calls it.
 
-Each script runs in its own process with the same Python; one that fails
-does not stop the others, and the exit status is 1 if any failed.
+Each script runs in its own process with the same Python. A script that
+fails does not stop the others, and the exit status is 1 if any failed.
 """
 
 from __future__ import annotations

@@ -9,9 +9,9 @@ network), then measure on the same containers:
 - the stats-API approach: one-shot stats requests, ten at a time, for the
   whole host, and the ratio of the two.
 
-The stats API costs about a second per container on some hosts, so above
+The stats API costs about a second per container on some hosts. Above
 ``--stats-sample`` containers only that many are requested and the time is
-scaled to the full count; the output says when it did so.
+scaled to the full count, and the output states that it was scaled.
 
 Run: .venv/bin/python benchmarks/scrape.py [--counts 10,100,300]
 """
@@ -246,7 +246,7 @@ def parse_args() -> argparse.Namespace:
         "--stats-sample",
         type=int,
         default=100,
-        help="most containers to request from the stats API per count; more "
+        help="maximum containers to request from the stats API per count; more "
         "are scaled from this sample (default: 100)",
     )
     return parser.parse_args()

@@ -1,8 +1,8 @@
 """Fakes of the exporter's Docker interface and readers, for edge cases.
 
-The main paths run against a real engine; these drive what a real engine
-cannot produce on demand: name quirks, races between list and read, and an
-engine that goes away.
+The main paths run against a real engine. These fakes drive the cases a
+real engine cannot produce on demand, such as name quirks, races between
+list and read, and an engine that goes away.
 """
 
 from __future__ import annotations

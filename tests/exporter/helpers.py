@@ -43,8 +43,9 @@ def scrape(
 class SocketProxy:
     """Forward a Unix socket of the test's own to the Docker engine's socket.
 
-    Stopping the proxy closes every connection, which the exporter sees as
-    the engine going away, without touching the engine other tests share.
+    Stopping the proxy closes every connection. To the exporter this looks
+    like the engine going away, while the engine other tests share keeps
+    running.
     """
 
     def __init__(self, path: Path, target: str = DOCKER_SOCKET) -> None:

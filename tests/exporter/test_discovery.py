@@ -229,8 +229,8 @@ def test_backoff_is_capped() -> None:
     discovery.start()
     time.sleep(1.0)
     discovery.stop()
-    # With doubling from 0.05 s capped at 0.1 s, one second holds about
-    # ten attempts; without a cap it would hold four.
+    # With doubling from 0.05 s capped at 0.1 s, one second gives about
+    # ten attempts. Without the cap it would give four.
     assert len(client.calls) >= 7
 
 

@@ -98,8 +98,8 @@ def test_exposition_matches_fixture() -> None:
     registry = CollectorRegistry()
     registry.register(collector)
 
-    # The first scrape sets the CPU baseline; the fake clock then advances
-    # 1 s while usage grows 0.5 s, which is the whole 0.5 core limit.
+    # The first scrape sets the CPU baseline. Between the two scrapes the
+    # fake clock advances 1 s and usage grows 0.5 s, the whole 0.5 core limit.
     source.samples[HEX_A] = fixed_sample(usage=2.0)
     generate_latest(registry)
     source.samples[HEX_A] = fixed_sample(usage=2.5)
