@@ -162,7 +162,7 @@ class AuditLog:
         ``error`` or ``rate_limited``.
 
         Raises:
-            AuditError: the write or fsync failed; the file is truncated
+            AuditError: the write or fsync failed. The file is truncated
                 back to where it was, so no partial line stays behind.
             ValueError: the record is not JSON-serialisable.
         """
@@ -233,12 +233,12 @@ class AuditLog:
             raise EventQueryError(f"limit {limit} is invalid: expected 1 or more")
         start = parse_since(since)
         with self.locked():
-            wanted = self._container_field(container)
+            selector = self._container_field(container)
             end = self._offset
-        if wanted == ("container_id", ""):
+        if selector == ("container_id", ""):
             return []  # no container ID starts with the prefix
         try:
-            return scan_events(self.path, end, wanted, start, limit)
+            return scan_events(self.path, end, selector, start, limit)
         except OSError as error:
             raise AuditError(self._describe("cannot be read", error)) from error
 

@@ -41,13 +41,13 @@ def parse_since(since: datetime | str | None) -> datetime | None:
 def scan_events(
     path: Path,
     end: int,
-    wanted: tuple[str, str] | None,
+    selector: tuple[str, str] | None,
     start: datetime | None,
     limit: int,
 ) -> list[dict[str, Any]]:
     """Return up to ``limit`` records before offset ``end``, newest first.
 
-    ``wanted`` is a (field, value) pair that a record must contain, and
+    ``selector`` is a (field, value) pair that a record must contain, and
     ``start`` the earliest record ``time`` kept. The scan does not stop at
     the first older record, because the records of several processes need
     not be in time order.
@@ -55,7 +55,7 @@ def scan_events(
     Raises:
         OSError: the file cannot be read.
     """
-    needles = _needles(*wanted) if wanted else ()
+    needles = _needles(*selector) if selector else ()
     found: list[dict[str, Any]] = []
     with open(path, "rb") as file:
         for line in iter_lines_backwards(file, end):
@@ -65,7 +65,7 @@ def scan_events(
             record = decode_line(line)
             if record is None:
                 continue
-            if wanted and record.get(wanted[0]) != wanted[1]:
+            if selector and record.get(selector[0]) != selector[1]:
                 continue
             if start is not None and not _is_at_or_after(record, start):
                 continue
