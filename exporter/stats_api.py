@@ -237,8 +237,14 @@ class StatsApiReader:
             raise
         except Exception as error:  # the client's own error family varies
             logger.debug("stats of container %s failed: %s", container.id, error)
+            # Timeouts of the socket, of requests and of a client wrapper all
+            # carry "Timeout" in their class name.
+            timed_out = isinstance(error, TimeoutError) or (
+                "timeout" in type(error).__name__.lower()
+            )
+            kind = "stats_timeout" if timed_out else "stats_read"
             return ContainerSample(
-                errors={"stats_read": f"stats of container {container.id}: {error}"}
+                errors={kind: f"stats of container {container.id} failed: {error}"}
             )
         if not isinstance(reply, Mapping):
             return ContainerSample(

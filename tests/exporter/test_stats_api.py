@@ -252,6 +252,19 @@ def test_read_reports_client_failure() -> None:
     assert sample.cpu_usage_seconds is None
 
 
+class DockerTimeoutError(Exception):
+    """A client's own timeout exception, named as clients name theirs."""
+
+
+@pytest.mark.parametrize(
+    "error", [TimeoutError("timed out"), DockerTimeoutError("no reply in 10 s")]
+)
+def test_read_reports_client_timeout(error: Exception) -> None:
+    sample = StatsApiReader(RecordedClient({ID_A: error})).read(INFO)
+    assert str(error) in sample.errors["stats_timeout"]
+    assert "stats_read" not in sample.errors
+
+
 def test_read_rejects_non_object_reply() -> None:
     client = RecordedClient({ID_A: ["not", "an", "object"]})
     sample = StatsApiReader(client).read(INFO)
