@@ -25,6 +25,7 @@ ID_C = "c" * 64
 LAYOUTS = {
     "v1-separate": {"version": 1},
     "v1-comounted": {"version": 1, "comounted": True},
+    "v1-systemd-comounted": {"version": 1, "comounted": True, "driver": "systemd"},
     "v2-systemd": {"version": 2, "driver": "systemd"},
     "v2-cgroupfs": {"version": 2, "driver": "cgroupfs"},
 }
