@@ -50,6 +50,9 @@ logger = logging.getLogger(__name__)
 # allows it.
 RETRYABLE_RESULTS = frozenset({"error", "rate_limited"})
 
+# Lines that are not JSON objects get a warning each, up to this many.
+MAX_LINE_WARNINGS = 5
+
 # check_writable() fails below this much free space, before a write would.
 MIN_FREE_BYTES = 1 << 20
 
@@ -89,6 +92,7 @@ class AuditLog:
         self._lines = 0
         self._last_sha256 = GENESIS_SHA256
         self._broken_lines = 0
+        self._invalid_lines = 0
         self._fd = self._open()
         try:
             with self.locked():
@@ -98,10 +102,13 @@ class AuditLog:
             raise
         _open_logs.add(self)
         logger.info(
-            "audit log %s open: %d lines, %d decided alerts",
+            "audit log %s open: %d lines, %d decided alerts, %d lines not"
+            " JSON objects, %d chain breaks",
             self.path,
             self._lines,
             len(self._decided),
+            self._invalid_lines,
+            self._broken_lines,
         )
 
     @property
@@ -347,14 +354,16 @@ class AuditLog:
         record = decode_line(line)
         if record is None:
             self._lines += 1
-            if not warn:
-                return  # already reported as a torn line
-            logger.warning(
-                "audit log %s: line %d is not a JSON object; it is left out"
-                " of the chain, run verify-audit to check the log",
-                self.path,
-                self._lines,
-            )
+            self._invalid_lines += 1
+            # The first few are enough to point at the damage; a log of
+            # garbage must not flood the log output.
+            if warn and self._invalid_lines <= MAX_LINE_WARNINGS:
+                logger.warning(
+                    "audit log %s: line %d is not a JSON object; it is left"
+                    " out of the chain, run verify-audit to check the log",
+                    self.path,
+                    self._lines,
+                )
             return
         if record.get(PREV_FIELD) != self._last_sha256:
             self._broken_lines += 1

@@ -90,19 +90,21 @@ def iter_lines(file: BinaryIO, start: int = 0) -> Iterator[tuple[int, bytes, boo
     """
     file.seek(start)
     offset = start
-    pending = b""
-    while True:
-        block = file.read(BLOCK_SIZE)
-        if not block:
-            break
+    pending = bytearray()
+    while block := file.read(BLOCK_SIZE):
+        # Only the new block is searched, so a line longer than many
+        # blocks costs linear time.
+        begin = 0
+        searched = len(pending)
         pending += block
-        lines = pending.split(b"\n")
-        pending = lines.pop()
-        for line in lines:
+        while (newline := pending.find(b"\n", searched)) >= 0:
+            line = bytes(pending[begin:newline])
             yield offset, line, True
             offset += len(line) + 1
+            begin = searched = newline + 1
+        del pending[:begin]
     if pending:
-        yield offset, pending, False
+        yield offset, bytes(pending), False
 
 
 def iter_lines_backwards(file: BinaryIO, end: int) -> Iterator[bytes]:
@@ -115,16 +117,19 @@ def iter_lines_backwards(file: BinaryIO, end: int) -> Iterator[bytes]:
     position = _last_newline(file, end)
     if position < 0:
         return
-    pending = b""
+    # Pieces of the line being read, last piece first.
+    pieces: list[bytes] = []
     while position > 0:
         size = min(BLOCK_SIZE, position)
         position -= size
         file.seek(position)
-        pending = file.read(size) + pending
-        lines = pending.split(b"\n")
-        pending = lines[0]
-        yield from reversed(lines[1:])
-    yield pending
+        parts = file.read(size).split(b"\n")
+        pieces.append(parts[-1])
+        if len(parts) > 1:
+            yield b"".join(reversed(pieces))
+            yield from reversed(parts[1:-1])
+            pieces = [parts[0]]
+    yield b"".join(reversed(pieces))
 
 
 def _last_newline(file: BinaryIO, end: int) -> int:

@@ -480,3 +480,26 @@ def test_read_only_file_system_fails_check(
 
     with pytest.raises(AuditError, match="read-only file system"):
         log.check_writable()
+
+
+def test_many_invalid_lines_warned_few_times(
+    path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path.parent.mkdir()
+    path.write_bytes(b"garbage\n" * 50)
+    with caplog.at_level(logging.WARNING, logger="enforcer.audit"):
+        AuditLog(path)
+
+    warnings = [
+        item for item in caplog.records if "not a JSON object" in item.getMessage()
+    ]
+    assert len(warnings) == audit.MAX_LINE_WARNINGS
+
+
+def test_open_logs_line_counts(path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path.parent.mkdir()
+    path.write_bytes(b"garbage\n")
+    with caplog.at_level(logging.INFO, logger="enforcer.audit"):
+        AuditLog(path)
+
+    assert "1 lines, 0 decided alerts, 1 lines not JSON objects" in caplog.text

@@ -320,3 +320,19 @@ def test_records_read_back_exactly(
 
     assert [decode_line(line) for line in lines_of(path)] == written
     assert verify_chain(path).ok
+
+
+def test_zero_filled_tail_reported_torn(path: Path) -> None:
+    # Some file systems show a file extended with zero bytes after a
+    # power loss during a write.
+    write_log(path, 2)
+    with open(path, "ab") as file:
+        file.write(b"\0" * 4096)
+    log = AuditLog(path)
+    with log.locked():
+        log.append(record(3))
+    result = verify_chain(path)
+
+    assert result.torn_lines == (3,)
+    assert result.first_broken_line == 3
+    assert "prev_sha256" not in result.reason
