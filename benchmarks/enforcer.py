@@ -5,7 +5,7 @@ on 127.0.0.1) and idle busybox containers (no network), then measures:
 
 - kill latency: one notification with one kill alert per container, sent
   one after another. "Response" is the time from sending the request to the
-  2xx answer, which comes after Docker has killed the container and the
+  2xx response, which comes after Docker has killed the container and the
   record is fsynced. "Exited" adds polling the engine until the container
   is no longer running;
 - the naive alternative, ``docker kill <id>`` through the CLI once per
@@ -193,16 +193,16 @@ def kill_via_enforcer(
     token: str,
     container_id: str,
 ) -> tuple[float, float]:
-    """Return seconds to the webhook's answer and to the container's exit."""
+    """Return seconds to the webhook's response and to the container's exit."""
     body = notification(container_id)
     started = time.perf_counter()
     status = post(connection, body, token)
-    answered = time.perf_counter()
+    responded = time.perf_counter()
     wait_exited(client, container_id)
     exited = time.perf_counter()
     if status != 200:
         raise SystemExit(f"webhook returned {status} for {container_id}")
-    return answered - started, exited - started
+    return responded - started, exited - started
 
 
 def kill_via_cli(
@@ -312,8 +312,8 @@ def main() -> int:
         # engine during the run falls on all of them alike.
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         for index in range(count):
-            answered, exited = kill_via_enforcer(client, connection, token, ids[index])
-            response_times.append(answered)
+            responded, exited = kill_via_enforcer(client, connection, token, ids[index])
+            response_times.append(responded)
             exit_times.append(exited)
             if docker_cli is not None:
                 cli_times.append(kill_via_cli(client, docker_cli, ids[count + index]))

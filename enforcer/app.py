@@ -55,8 +55,8 @@ def create_app(
 
     app = Flask(__name__)
     # Werkzeug stops reading any body, chunked ones included, at this many
-    # bytes. One byte more than the limit tells a body of exactly the limit
-    # from a longer one, which the webhook view then rejects with 413.
+    # bytes. One byte more than the limit distinguishes a body of exactly the
+    # limit from a longer one, which the webhook view then rejects with 413.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
@@ -91,7 +91,7 @@ def create_app(
     def http_error(error: HTTPException) -> Any:
         if error.response is not None:
             return error.response
-        # 401 says nothing about why, so a caller cannot probe the token.
+        # A 401 body gives no reason, so a caller cannot probe the token.
         message = "unauthorized" if error.code == 401 else error.description
         response = jsonify(error=message)
         response.status_code = error.code or 500

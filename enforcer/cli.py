@@ -1,8 +1,8 @@
 """Command line of the enforcer: serve the webhook, or verify an audit log.
 
-``warden-enforcer [FLAGS]`` serves; ``warden-enforcer verify-audit PATH``
-checks the hash chain of an audit log and exits 0 when it is intact, 1
-when it is broken and 2 when it cannot be read.
+``warden-enforcer [FLAGS]`` serves the webhook. ``warden-enforcer
+verify-audit PATH`` checks the hash chain of an audit log. It exits 0 when
+the chain is intact, 1 when it is broken and 2 when the file is missing.
 """
 
 from __future__ import annotations

@@ -116,7 +116,7 @@ class Decider:
         """Decide on every alert and append one audit record per alert.
 
         Raises:
-            DockerUnavailableError: Docker stopped answering; the alerts
+            DockerUnavailableError: Docker stopped responding; the alerts
                 decided so far are recorded, the rest are not.
             AuditError: the audit log could not be written.
         """

@@ -34,20 +34,20 @@ class DockerError(Exception):
 
 
 class DockerUnavailableError(DockerError):
-    """The Docker API did not answer; nothing was decided or done."""
+    """The Docker API did not respond; nothing was decided or done."""
 
 
 class ContainerNotFoundError(DockerError):
-    """No container has this full ID (Docker answered 404)."""
+    """No container has this full ID (Docker returned 404)."""
 
 
 class DockerActionError(DockerError):
-    """Docker answered but refused or failed the action."""
+    """Docker responded but rejected or failed the action."""
 
 
 @dataclass(frozen=True)
 class ContainerState:
-    """What the enforcer needs to know about a container before acting."""
+    """Container facts that the decision checks read before acting."""
 
     id: str
     name: str
@@ -129,10 +129,10 @@ class EngineDocker:
         self._client.close()
 
     def ping(self) -> None:
-        """Check that the engine answers.
+        """Check that the engine responds.
 
         Raises:
-            DockerUnavailableError: the engine did not answer.
+            DockerUnavailableError: the engine did not respond.
         """
         self._call("ping", lambda: self._client.ping())
 
@@ -141,7 +141,7 @@ class EngineDocker:
 
         Raises:
             ContainerNotFoundError: no container has this ID.
-            DockerUnavailableError: the engine did not answer.
+            DockerUnavailableError: the engine did not respond.
         """
         _check_full_id(container_id)
         data = self._call(
@@ -228,7 +228,7 @@ class EngineDocker:
             raise ContainerNotFoundError(str(error.explanation or error)) from error
         except docker.errors.APIError as error:
             raise DockerActionError(
-                f"Docker refused {operation}: {error.explanation or error}"
+                f"Docker rejected {operation}: {error.explanation or error}"
             ) from error
         except (
             docker.errors.DockerException,
@@ -236,7 +236,7 @@ class EngineDocker:
             OSError,
         ) as error:
             raise DockerUnavailableError(
-                f"Docker API did not answer {operation}: {error}; check "
+                f"Docker API did not respond to {operation}: {error}; check "
                 "--docker.host and that dockerd runs"
             ) from error
 

@@ -32,7 +32,7 @@ class EnforcerMetrics:
         )
         self.requests = Counter(
             "warden_enforcer_requests_total",
-            "HTTP requests answered, by status code.",
+            "HTTP responses sent, by status code.",
             ["code"],
             registry=registry,
         )
@@ -43,7 +43,7 @@ class EnforcerMetrics:
         )
         self.docker_up = Gauge(
             "warden_enforcer_docker_up",
-            "1 when the Docker API answered the last call, else 0.",
+            "1 when the Docker API responded to the last call, else 0.",
             registry=registry,
         )
         self.truncated_alerts = Counter(

@@ -348,8 +348,8 @@ def test_replaced_audit_log_gives_503(
 def test_docker_refusal_records_error(
     harness: Harness, run_container: RunContainer
 ) -> None:
-    # Docker refuses to pause a container whose cgroup is frozen by hand, an
-    # error that no alert can cause on demand, so this stands in for it.
+    # Docker rejects an action with an API error only in rare engine states,
+    # which no alert can cause on demand, so a replaced kill method raises it.
     from enforcer.docker_api import DockerActionError
 
     container = run_container()

@@ -78,7 +78,7 @@ def alerts(draw: st.DrawFn, target: str, bystander: str) -> dict[str, Any]:
         extra_labels=draw(st.dictionaries(odd_text, odd_text, max_size=3)),
     )
     if kind == "bystander_resolved":
-        # A resolved alert may still say action=kill and carry the real ID.
+        # A resolved alert may still carry action=kill and the real ID.
         alert["labels"]["action"] = "kill"
     return alert
 
