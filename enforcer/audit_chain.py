@@ -9,6 +9,7 @@ reordering a line therefore breaks the link of the line after it.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -82,16 +83,25 @@ def decode_line(line: bytes) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def iter_lines(file: BinaryIO, start: int = 0) -> Iterator[tuple[int, bytes, bool]]:
+def iter_lines(
+    file: BinaryIO, start: int = 0, end: int | None = None
+) -> Iterator[tuple[int, bytes, bool]]:
     """Yield (offset, line without newline, ended by a newline) from ``start``.
 
-    Reads in blocks, so a huge log never has to fit in memory at once.
-    The last item has False when the file does not end with a newline.
+    Reads in blocks up to ``end`` (the end of the file when None), so a
+    huge log never has to fit in memory at once. The last item has False
+    when the bytes read do not end with a newline.
     """
     file.seek(start)
     offset = start
+    remaining = -1 if end is None else max(0, end - start)
     pending = bytearray()
-    while block := file.read(BLOCK_SIZE):
+    while remaining != 0:
+        block = file.read(BLOCK_SIZE if remaining < 0 else min(BLOCK_SIZE, remaining))
+        if not block:
+            break
+        if remaining > 0:
+            remaining -= len(block)
         # Only the new block is searched, so a line longer than many
         # blocks costs linear time.
         begin = 0
@@ -148,29 +158,35 @@ def verify_chain(path: Path) -> VerifyResult:
     """Check every link of the audit log at ``path``, naming the first break.
 
     A file that cannot be read gives a failed result whose reason names
-    the OS error, never an exception.
+    the OS error, never an exception. The log may be in use: the check
+    covers the lines complete when it starts.
     """
     try:
-        file = open(path, "rb")  # noqa: SIM115 - closed below
+        with open(path, "rb") as file:
+            # Writers hold an exclusive flock during each append, so under
+            # a shared one the file ends at a line boundary, unless a
+            # writer died during its write.
+            fcntl.flock(file.fileno(), fcntl.LOCK_SH)
+            end = os.fstat(file.fileno()).st_size
+            fcntl.flock(file.fileno(), fcntl.LOCK_UN)
+            return _verify_lines(file, end)
     except OSError as error:
         return VerifyResult(
             ok=False,
             lines=0,
             first_broken_line=None,
-            reason=f"cannot open {path}: {os.strerror(error.errno or 0)}",
+            reason=f"cannot read {path}: {os.strerror(error.errno or 0)}",
         )
-    with file:
-        return _verify_lines(file)
 
 
-def _verify_lines(file: BinaryIO) -> VerifyResult:
+def _verify_lines(file: BinaryIO, end: int) -> VerifyResult:
     expected = GENESIS_SHA256
     last_record_line = 0
     torn: list[int] = []
     broken_line: int | None = None
     reason = ""
     count = 0
-    for count, (_, line, ended) in enumerate(iter_lines(file), start=1):
+    for count, (_, line, ended) in enumerate(iter_lines(file, end=end), start=1):
         if broken_line is not None:
             continue  # past a break nothing can be trusted; only count
         record = decode_line(line)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from enforcer import audit_chain
-from enforcer.audit import AuditLog, verify_chain
+from enforcer.audit import AuditLog, VerifyResult, verify_chain
 from enforcer.audit_chain import (
     GENESIS_SHA256,
     decode_line,
@@ -21,6 +22,7 @@ from enforcer.audit_chain import (
     iter_lines_backwards,
     line_sha256,
 )
+from tests.services import wait_until
 
 
 def record(number: int, result: str = "killed") -> dict[str, object]:
@@ -336,3 +338,33 @@ def test_zero_filled_tail_reported_torn(path: Path) -> None:
     assert result.torn_lines == (3,)
     assert result.first_broken_line == 3
     assert "prev_sha256" not in result.reason
+
+
+def is_waiting_for_flock(path: Path) -> bool:
+    # /proc/locks marks a blocked request with "->" and names the file
+    # as MAJOR:MINOR:INODE.
+    inode = f":{path.stat().st_ino} "
+    with open("/proc/locks") as locks:
+        return any("-> FLOCK" in entry and inode in entry for entry in locks)
+
+
+def test_verify_waits_for_write_in_progress(path: Path) -> None:
+    log = write_log(path, 2)
+    results: list[VerifyResult] = []
+    line = encode_record({**record(3), "prev_sha256": log.last_sha256}) + b"\n"
+    checker = threading.Thread(target=lambda: results.append(verify_chain(path)))
+
+    with log.locked(), open(path, "ab", buffering=0) as writer:
+        # A writer in the middle of its append: half a line on disk.
+        writer.write(line[:20])
+        checker.start()
+        wait_until(
+            lambda: is_waiting_for_flock(path),
+            timeout=30,
+            message="verify_chain to wait for the writer's lock",
+        )
+        writer.write(line[20:])
+    checker.join()
+
+    assert results[0].ok
+    assert results[0].lines == 3
