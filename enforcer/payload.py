@@ -24,11 +24,12 @@ from typing import Any
 SUPPORTED_VERSION = "4"
 STATUSES = ("firing", "resolved")
 
-# Alertmanager prints a fingerprint as 16 lower-case hex digits (%016x).
+# Alertmanager sends model.Fingerprint of prometheus/common, which prints
+# as 16 lower-case hex digits (%016x).
 _FINGERPRINT = re.compile(r"[0-9a-f]{16}")
 
-# RFC 3339 as Go's time.Time unmarshals it: an upper-case T, seconds, an
-# optional fraction of up to nine digits, and Z or a numeric offset.
+# RFC 3339 as Go's time.Time marshals it (RFC3339Nano): an upper-case T,
+# seconds, an optional fraction of up to nine digits, and Z or an offset.
 _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
     r"(Z|[+-]\d{2}:\d{2})"
