@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from alerts.__main__ import main
 from alerts.policy import (
@@ -303,3 +305,9 @@ def test_module_process_exits_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "violations.cpu_spike.action: 'restart' is unknown" in result.stderr
     assert result.stdout == ""
+
+
+@given(milliseconds=st.integers(min_value=0, max_value=10 * 365 * 24 * 3600 * 1000))
+def test_duration_text_round_trips(milliseconds: int) -> None:
+    duration = Duration(milliseconds)
+    assert Duration.parse(str(duration)) == duration
