@@ -93,3 +93,15 @@ def test_action_counted_in_metrics(
     assert harness.sample("warden_enforcer_actions_total", labels) == 1.0
     assert harness.sample("warden_enforcer_action_duration_seconds_count") == 1.0
     assert harness.sample("warden_enforcer_docker_up") == 1.0
+
+
+def test_kill_of_paused_container(
+    harness: Harness, run_container: RunContainer
+) -> None:
+    container = run_container()
+    container.pause()
+    response = harness.post(make_notification(make_alert(container.id)))
+    container.reload()
+    assert response.status_code == 200
+    assert harness.results() == ["killed"]
+    assert container.status == "exited"

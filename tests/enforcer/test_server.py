@@ -249,3 +249,96 @@ def test_tls_serves_https(servers: ServerFactory, tmp_path: Path) -> None:
         process.terminate()
         process.wait(timeout=30)
     assert status == 200
+
+
+def alertmanager_config(enforcer_port: int, token_file: Path, **webhook: Any) -> dict:
+    return {
+        "route": {
+            "receiver": "warden",
+            "group_by": ["alertname"],
+            "group_wait": "0s",
+            "group_interval": "1s",
+            "repeat_interval": "1h",
+        },
+        "receivers": [
+            {
+                "name": "warden",
+                "webhook_configs": [
+                    {
+                        "url": f"http://127.0.0.1:{enforcer_port}/webhook",
+                        "send_resolved": True,
+                        "http_config": {
+                            "authorization": {"credentials_file": str(token_file)}
+                        },
+                        **webhook,
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def push_alerts(alertmanager: Server, alerts: list[dict[str, Any]]) -> None:
+    """Send alerts to Alertmanager's API as Prometheus would."""
+    body = [
+        {
+            "labels": alert["labels"],
+            "annotations": alert["annotations"],
+            "startsAt": alert["startsAt"],
+        }
+        for alert in alerts
+    ]
+    connection = http.client.HTTPConnection("127.0.0.1", alertmanager.port, timeout=10)
+    connection.request(
+        "POST",
+        "/api/v2/alerts",
+        body=json.dumps(body),
+        headers={"Content-Type": "application/json"},
+    )
+    response = connection.getresponse()
+    response.read()
+    connection.close()
+    assert response.status == 200
+
+
+def audit_records(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().split("\n") if line]
+
+
+def test_alertmanager_delivery_kills_container(
+    servers: ServerFactory, tmp_path: Path, run_container: RunContainer
+) -> None:
+    container = run_container()
+    enforcer = start_enforcer(servers, tmp_path)
+    alertmanager = servers.alertmanager(
+        alertmanager_config(enforcer.port, tmp_path / "token")
+    )
+    push_alerts(alertmanager, [make_alert(container.id)])
+    audit = tmp_path / "audit.jsonl"
+    records = wait_until(lambda: audit_records(audit), message="a decision")
+    container.reload()
+    assert records[0]["result"] == "killed"
+    assert records[0]["notification"]["receiver"] == "warden"
+    assert container.status == "exited"
+
+
+def test_alertmanager_truncation_recorded(
+    servers: ServerFactory, tmp_path: Path, run_container: RunContainer
+) -> None:
+    containers = [run_container() for _ in range(5)]
+    enforcer = start_enforcer(servers, tmp_path, "--dry-run")
+    alertmanager = servers.alertmanager(
+        alertmanager_config(enforcer.port, tmp_path / "token", max_alerts=2)
+    )
+    push_alerts(alertmanager, [make_alert(container.id) for container in containers])
+    audit = tmp_path / "audit.jsonl"
+
+    def both_decided() -> list[dict[str, Any]] | None:
+        records = audit_records(audit)
+        return records if len(records) >= 2 else None
+
+    records = wait_until(both_decided, message="two decisions")
+    assert [record["result"] for record in records] == ["dry_run", "dry_run"]
+    assert [r["notification"]["truncatedAlerts"] for r in records] == [3, 3]
