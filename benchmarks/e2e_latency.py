@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import math
 import platform
+import signal
 import socket
 import statistics
 import sys
@@ -26,6 +27,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import FrameType
 
 import docker
 
@@ -45,7 +47,7 @@ from deploy.workloads import (
     start_workloads,
 )
 
-BENCH_LABEL = "warden.bench"
+BENCH_LABEL = "warden.e2e-latency"
 ROUND_TIMEOUT_SECONDS = 120.0
 
 
@@ -103,11 +105,17 @@ def run_round(
     return seconds
 
 
+def stop_on_sigterm(signal_number: int, frame: FrameType | None) -> None:
+    """Turn SIGTERM into KeyboardInterrupt, so the stack and containers go."""
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print a Markdown table of the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="runs per violation")
     arguments = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
 
     policy = load_policy()
     scrape = policy.scrape_interval.seconds

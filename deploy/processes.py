@@ -7,6 +7,7 @@ the stack, which then stops the children in reverse order of start.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import logging
 import os
@@ -22,6 +23,21 @@ from pathlib import Path
 from typing import IO
 
 logger = logging.getLogger(__name__)
+
+
+# prctl(2) option that sends the child a signal when its parent dies.
+PR_SET_PDEATHSIG = 1
+
+
+def stop_with_parent() -> None:
+    """Ask Linux to send this process SIGTERM when the stack process dies.
+
+    Runs in the child between fork and exec. Without it, a stack killed
+    with SIGKILL would leave its four children running, because each one
+    is in its own session and no terminal signal reaches it.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class StackProcessError(Exception):
@@ -90,6 +106,7 @@ class StackProcess:
             stderr=subprocess.STDOUT,
             env={**os.environ, **spec.env},
             start_new_session=True,
+            preexec_fn=stop_with_parent,
         )
         logger.info(
             "started %s (pid %d), log %s", spec.name, self.process.pid, log_path

@@ -29,6 +29,10 @@ MEBIBYTE = 1024 * 1024
 
 # A tenth of a core, as Docker's NanoCpus.
 TENTH_CORE = 100_000_000
+# CPU weight of the spinners, eight times Docker's default of 1024. Under
+# contention the scheduler gives them their tenth of a core without a gap,
+# while the quota still caps them at that tenth.
+SPINNER_CPU_SHARES = 8192
 MEMORY_LIMIT_MIB = 64
 PIDS_LIMIT = 40
 
@@ -62,7 +66,7 @@ CPU_SPIKE = Workload(
     summary="spins at its CPU limit of 0.1 cores",
     command=SPIN,
     violation="cpu_spike",
-    limits={"nano_cpus": TENTH_CORE},
+    limits={"nano_cpus": TENTH_CORE, "cpu_shares": SPINNER_CPU_SHARES},
 )
 MEMORY_SPIKE = Workload(
     key="memory-spike",
@@ -86,7 +90,11 @@ COMBINED = Workload(
     summary=f"spins at 0.1 cores with 54 of {MEMORY_LIMIT_MIB} MiB in use",
     command=f"{fill_memory(54)}; {SPIN}",
     violation="combined_anomaly",
-    limits={"nano_cpus": TENTH_CORE, "mem_limit": f"{MEMORY_LIMIT_MIB}m"},
+    limits={
+        "nano_cpus": TENTH_CORE,
+        "cpu_shares": SPINNER_CPU_SHARES,
+        "mem_limit": f"{MEMORY_LIMIT_MIB}m",
+    },
 )
 WELL_BEHAVED = Workload(
     key="well-behaved",
@@ -104,7 +112,7 @@ PROTECTED_SPINNER = Workload(
     summary="spins at its CPU limit but carries warden.protect=true",
     command=SPIN,
     violation=None,
-    limits={"nano_cpus": TENTH_CORE},
+    limits={"nano_cpus": TENTH_CORE, "cpu_shares": SPINNER_CPU_SHARES},
     labels={"warden.protect": "true"},
 )
 HALF_FULL = Workload(

@@ -7,7 +7,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -30,8 +29,8 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def test_stack_up_stops_on_sigterm(tmp_path: Path) -> None:
-    require_stack_binaries()
+def start_stack(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path, dict[str, int]]:
+    """Run `python -m deploy.stack up` on free ports, logging to a file."""
     ports = {part: free_port() for part in PARTS}
     environ = {
         **os.environ,
@@ -40,7 +39,7 @@ def test_stack_up_stops_on_sigterm(tmp_path: Path) -> None:
         **{f"WARDEN_STACK_{part.upper()}_PORT": str(ports[part]) for part in PARTS},
     }
     log = tmp_path / "stack.out"
-    with open(log, "w") as output:
+    with open(log, "wb") as output:
         stack = subprocess.Popen(
             [sys.executable, "-m", "deploy.stack", "up"],
             cwd=REPOSITORY,
@@ -48,30 +47,56 @@ def test_stack_up_stops_on_sigterm(tmp_path: Path) -> None:
             stdout=output,
             stderr=subprocess.STDOUT,
         )
-        try:
-            wait_until(
-                lambda: (
-                    "Warden is running" in log.read_text() or stack.poll() is not None
-                ),
-                timeout=90,
-                message="the stack to report that it is running",
-            )
-            text = log.read_text()
-            assert "Warden is running" in text, text
-            pids = [int(pid) for pid in re.findall(r"\(pid (\d+)\)", text)]
-            status, _ = http_get(f"http://127.0.0.1:{ports['prometheus']}/-/ready")
-            stack.send_signal(signal.SIGTERM)
-            exit_status = stack.wait(60)
-        finally:
-            if stack.poll() is None:
-                stack.kill()
-                stack.wait()
+    wait_until(
+        lambda: "Warden is running" in log.read_text() or stack.poll() is not None,
+        timeout=90,
+        message="the stack to report that it is running",
+    )
+    return stack, log, ports
+
+
+def child_pids(log: Path) -> list[int]:
+    """Return the pids of the children, from the stack's "started" lines."""
+    return [
+        int(pid) for pid in re.findall(r"started \w+ \(pid (\d+)\)", log.read_text())
+    ]
+
+
+def test_stack_up_stops_on_sigterm(tmp_path: Path) -> None:
+    require_stack_binaries()
+    stack, log, ports = start_stack(tmp_path)
+    try:
+        assert "Warden is running" in log.read_text(), log.read_text()
+        pids = child_pids(log)
+        status, _ = http_get(f"http://127.0.0.1:{ports['prometheus']}/-/ready")
+        stack.send_signal(signal.SIGTERM)
+        exit_status = stack.wait(60)
+    finally:
+        if stack.poll() is None:
+            stack.kill()
+            stack.wait()
 
     assert status == 200
     assert exit_status == 0, log.read_text()
     assert len(pids) == len(PARTS), log.read_text()
-    time.sleep(0.5)
     for pid in pids:
         assert not process_alive(pid), pid
+    for part, port in ports.items():
+        check_port_free(ProcessSpec(name=part, argv=[], port=port, health_path="/"))
+
+
+def test_killed_stack_takes_children_along(tmp_path: Path) -> None:
+    require_stack_binaries()
+    stack, log, ports = start_stack(tmp_path)
+    pids = child_pids(log)
+    stack.kill()
+    stack.wait()
+
+    assert len(pids) == len(PARTS), log.read_text()
+    wait_until(
+        lambda: not any(process_alive(pid) for pid in pids),
+        timeout=30,
+        message="the children of a killed stack to exit",
+    )
     for part, port in ports.items():
         check_port_free(ProcessSpec(name=part, argv=[], port=port, health_path="/"))
