@@ -53,6 +53,13 @@ def create_app(
         dry_run=settings.dry_run,
     )
 
+    try:
+        docker.ping()
+        metrics.docker_up.set(1)
+    except DockerUnavailableError as error:
+        # Not fatal: /readyz reports it, and webhooks get 503 until it responds.
+        logger.warning("Docker is unavailable at start: %s", error)
+
     app = Flask(__name__)
     # Werkzeug stops reading any body, chunked ones included, at this many
     # bytes. One byte more than the limit distinguishes a body of exactly the

@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from enforcer.audit import AuditLog
 from enforcer.docker_api import (
     FULL_ID,
     ContainerNotFoundError,
@@ -93,7 +94,7 @@ class Decider:
         self,
         *,
         docker: DockerBackend,
-        audit: Any,
+        audit: AuditLog,
         metrics: EnforcerMetrics,
         limiter: SlidingWindowLimiter,
         protect: ProtectRules,
