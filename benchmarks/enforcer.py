@@ -28,6 +28,7 @@ import platform
 import secrets
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -58,8 +59,6 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -288,6 +287,8 @@ def main() -> int:
         help="duplicate deliveries sent (default: 4000)",
     )
     args = parser.parse_args()
+    # SIGTERM ends the run through the same clean-up as Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(143))
 
     client = docker.from_env()
     token = secrets.token_hex(16)
