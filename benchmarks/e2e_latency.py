@@ -49,6 +49,7 @@ from deploy.workloads import (
 
 BENCH_LABEL = "warden.e2e-latency"
 ROUND_TIMEOUT_SECONDS = 120.0
+MAX_ACTIONS_PER_MINUTE = 100
 
 
 def free_ports() -> dict[str, int]:
@@ -132,6 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             scrape_interval_seconds=scrape,
             evaluation_interval_seconds=policy.evaluation_interval.seconds,
             rule_files=committed_rule_files(),
+            # Four kills every round exceed the enforcer's default limit of
+            # ten actions a minute, which would measure the limiter.
+            enforcer_flags=[f"--actions.max-per-minute={MAX_ACTIONS_PER_MINUTE}"],
         )
         started_at = time.monotonic()
         try:
@@ -175,4 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted; the stack and the containers were removed")
+        sys.exit(130)

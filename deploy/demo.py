@@ -1,7 +1,7 @@
 """Show Warden at work: ``make demo`` while ``make up`` runs.
 
 Starts a CPU spinner, a memory filler, a fork bomb, a container that is both
-busy and nearly full, a well-behaved one and a protected spinner, prints
+busy and nearly full, a well-behaved one and a protected spinner. Prints
 each audit record as the enforcer writes it, then a summary of who was
 killed, for which violation and how long after its start. The containers
 are removed at the end, on Ctrl-C too.
@@ -60,7 +60,7 @@ DEMO_WORKLOADS = (
     PROTECTED_SPINNER,
 )
 # The default policy kills a CPU spinner after 15 s above the threshold plus
-# up to two 5 s scrapes; the extra time covers a slow host.
+# up to two 5 s scrapes. The rest of the time covers a slow host.
 DEFAULT_TIMEOUT_SECONDS = 60.0
 
 
@@ -138,7 +138,7 @@ def run_demo(settings: StackSettings, prefix: str, timeout: float) -> int:
         client.ping()
     except docker.errors.DockerException as error:
         raise DemoError(
-            f"no Docker engine answers ({error}); start `make up` first"
+            f"the Docker engine is not reachable ({error}); start `make up` first"
         ) from None
 
     left = remove_labelled(client, DEMO_LABEL, prefix)

@@ -121,7 +121,7 @@ class StackProcess:
         return self.process.poll()
 
     def healthy(self) -> bool:
-        """Tell whether the health URL answers 200 right now."""
+        """Tell whether the health URL returns status 200 right now."""
         url = self.spec.url + self.spec.health_path
         try:
             with urllib.request.urlopen(url, timeout=1) as response:
@@ -141,7 +141,7 @@ class StackProcess:
                 )
             if time.monotonic() > deadline:
                 raise StackProcessError(
-                    f"{self.spec.name} did not answer "
+                    f"{self.spec.name} did not respond on "
                     f"{self.spec.url}{self.spec.health_path} within {timeout:g} s; "
                     f"last lines of {self.log_path}:\n{log_tail(self.log_path)}"
                 )

@@ -2,9 +2,9 @@
 
 The demo, the end-to-end tests and the latency benchmark start these with
 the busybox test image. Each one runs with no network and resource limits
-small enough that a busy host still gives it what it asks for: a CPU
-spinner limited to a tenth of a core reaches its limit even when a dozen
-other processes compete for two cores.
+small enough that a busy host still grants them. A CPU spinner limited
+to a tenth of a core reaches its limit even when a dozen other processes
+compete for two cores.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -146,7 +147,8 @@ def parse_docker_time(text: str) -> datetime:
     text = text.replace("Z", "+00:00")
     if "." in text:
         head, rest = text.split(".", 1)
-        digits = "".join(character for character in rest if character.isdigit())
+        fraction = re.match(r"\d*", rest)
+        digits = fraction.group() if fraction else ""
         zone = rest[len(digits) :]
         text = f"{head}.{digits[:6].ljust(6, '0')}{zone}"
     return datetime.fromisoformat(text)

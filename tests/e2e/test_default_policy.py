@@ -2,8 +2,8 @@
 
 The stack scrapes and evaluates every 5 s and loads alerts/rules.yml as
 committed. The default `for` of the CPU rule is 15 s, so the kill comes
-about 15-30 s after the spinner starts; the figure is printed, and
-benchmarks/e2e_latency.py measures it properly.
+about 15-30 s after the spinner starts. The test prints the figure, and
+benchmarks/e2e_latency.py measures it over several runs.
 """
 
 from __future__ import annotations
