@@ -46,6 +46,7 @@ from enforcer.docker_api import (
     Usage,
 )
 from enforcer.metrics import EnforcerMetrics
+from enforcer.payload import Alert
 from enforcer.ratelimit import SlidingWindowLimiter
 from enforcer.settings import ProtectRules
 
@@ -112,7 +113,7 @@ class Decider:
         self.dry_run = dry_run
 
     def handle(
-        self, alerts: Iterable[Any], context: NotificationContext
+        self, alerts: Iterable[Alert], context: NotificationContext
     ) -> list[dict[str, Any]]:
         """Decide on every alert and append one audit record per alert.
 
@@ -126,13 +127,17 @@ class Decider:
             records.append(self._handle_one(alert, context))
         return records
 
-    def _handle_one(self, alert: Any, context: NotificationContext) -> dict[str, Any]:
+    def _handle_one(self, alert: Alert, context: NotificationContext) -> dict[str, Any]:
         labels: Mapping[str, str] = alert.labels
         action = labels.get("action", "")
         container_id = labels.get("id", "")
 
         early = _validate(alert, action, container_id)
         if early is not None:
+            # NOTE: the audit log treats these results as final, so an alert
+            # recorded as resolved that fires again with the same startsAt is
+            # taken for a duplicate. The audit log's list of results that
+            # may be decided again has to include these two to fix it.
             return self._record(alert, early, context)
 
         with self.audit.locked():
@@ -144,7 +149,7 @@ class Decider:
                 decision = self._decide(alert, action, container_id)
             return self._record(alert, decision, context, locked=True)
 
-    def _decide(self, alert: Any, action: str, container_id: str) -> Decision:
+    def _decide(self, alert: Alert, action: str, container_id: str) -> Decision:
         try:
             state = self.docker.inspect(container_id)
         except ContainerNotFoundError:
@@ -187,7 +192,8 @@ class Decider:
             )
             return Decision(
                 "rate_limited",
-                f"more than {self.limiter.limit} actions in the last minute",
+                f"{self.limiter.limit} actions were taken in the last minute "
+                "(--actions.max-per-minute)",
                 state,
                 usage,
             )
@@ -232,7 +238,7 @@ class Decider:
 
     def _record(
         self,
-        alert: Any,
+        alert: Alert,
         decision: Decision,
         context: NotificationContext,
         locked: bool = False,
@@ -240,7 +246,7 @@ class Decider:
         labels = alert.labels
         state = decision.state
         duration = time.monotonic() - context.received_at
-        record = {
+        record: dict[str, Any] = {
             "time": _rfc3339(datetime.now(UTC)),
             "container_id": labels.get("id", ""),
             "container_name": state.name if state else labels.get("name", ""),
@@ -328,7 +334,7 @@ def own_container_ids(proc_root: Path = Path("/proc")) -> frozenset[str]:
     return frozenset(found)
 
 
-def _validate(alert: Any, action: str, container_id: str) -> Decision | None:
+def _validate(alert: Alert, action: str, container_id: str) -> Decision | None:
     if alert.status != "firing":
         return Decision("skipped_resolved", f"alert status is {alert.status!r}")
     if action not in ACTIONS:

@@ -383,3 +383,54 @@ def test_error_result_allows_retry(
     harness.post(payload)
     assert harness.results() == ["error", "killed"]
     assert status_of(container) == "exited"
+
+
+def test_protected_wins_over_stale(
+    harness: Harness, run_container: RunContainer
+) -> None:
+    container = run_container(labels={"warden.protect": "true"})
+    alert = make_alert(container.id, starts_at=now_rfc3339())
+    time.sleep(0.05)
+    container.restart(timeout=0)
+    harness.post(make_notification(alert))
+    assert harness.results() == ["skipped_protected"]
+
+
+def test_not_running_wins_over_protected(
+    harness: Harness, run_container: RunContainer
+) -> None:
+    container = run_container("exit 0", labels={"warden.protect": "true"})
+    container.wait()
+    harness.post(make_notification(make_alert(container.id)))
+    assert harness.results() == ["skipped_not_running"]
+
+
+def test_duplicate_wins_over_not_found(
+    harness: Harness, run_container: RunContainer
+) -> None:
+    container = run_container()
+    payload = make_notification(make_alert(container.id))
+    harness.post(payload)
+    container.remove(force=True)
+    harness.post(payload)
+    assert harness.results() == ["killed", "duplicate"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the audit log marks every result except error and rate_limited "
+    "final, so a skipped_resolved record blocks the same occurrence later",
+)
+def test_refiring_after_resolved_still_acts(
+    harness: Harness, run_container: RunContainer
+) -> None:
+    # Alertmanager marks an alert resolved when its endsAt passes without a
+    # refresh, for example while Prometheus restarts. Prometheus restores the
+    # alert's active time, so the alert can fire again with the same
+    # fingerprint and startsAt, which is the same occurrence key.
+    container = run_container()
+    firing = make_alert(container.id, fingerprint="3" * 16)
+    resolved = dict(firing, status="resolved", endsAt=now_rfc3339())
+    harness.post(make_notification(resolved))
+    harness.post(make_notification(firing))
+    assert harness.results() == ["skipped_resolved", "killed"]
