@@ -209,3 +209,15 @@ def test_host_shm_mounts_not_own(tmp_path: Path) -> None:
     )
     proc = write_proc(tmp_path, "0::/init.scope\n1:name=systemd:/\n", mount)
     assert own_container_ids(proc) == frozenset()
+
+
+def test_token_never_logged(
+    harness: Harness, run_container: RunContainer, caplog: pytest.LogCaptureFixture
+) -> None:
+    container = run_container()
+    caplog.set_level("DEBUG")
+    harness.post(make_notification(make_alert(container.id)))
+    harness.post(make_notification(make_alert(container.id)), token="wrong")
+    harness.client.get("/events", headers=AUTH)
+    assert caplog.records
+    assert TOKEN not in caplog.text

@@ -143,3 +143,14 @@ def test_json_log_format_is_json(servers: ServerFactory, tmp_path: Path) -> None
     messages = [entry["msg"] for entry in own]
     assert any(message.startswith("starting enforcer") for message in messages)
     assert all(entry["level"] in ("info", "warning") for entry in own)
+
+
+def test_module_entry_point_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "enforcer", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0
+    assert "warden-enforcer" in result.stdout
