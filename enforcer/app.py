@@ -71,6 +71,13 @@ def create_app(
         if settings.token is None:
             return
         if not bearer_matches(request.headers.get("Authorization"), settings.token):
+            # Debug only: anyone who can connect could flood the log.
+            # warden_enforcer_requests_total{code="401"} counts them.
+            logger.debug(
+                "rejected request without a valid token: path=%s remote=%s",
+                request.path,
+                request.remote_addr,
+            )
             abort(401)
 
     def unavailable(reason: str) -> NoReturn:
@@ -98,6 +105,15 @@ def create_app(
     def http_error(error: HTTPException) -> Any:
         if error.response is not None:
             return error.response
+        if error.code in (400, 413, 415):
+            # Only requests with a valid token get this far.
+            logger.warning(
+                "rejected request: status=%d path=%s reason=%s request_id=%s",
+                error.code,
+                request.path,
+                error.description,
+                g.get("request_id", ""),
+            )
         # A 401 body gives no reason, so a caller cannot probe the token.
         message = "unauthorized" if error.code == 401 else error.description
         response = jsonify(error=message)
@@ -141,6 +157,11 @@ def create_app(
         try:
             notification = parse_notification(document)
         except PayloadError as error:
+            logger.warning(
+                "rejected invalid webhook payload: %s request_id=%s",
+                error,
+                g.request_id,
+            )
             return jsonify(error=str(error), field=error.field), 400
 
         if notification.truncated_alerts:
