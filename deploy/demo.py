@@ -98,9 +98,10 @@ def describe(record: dict[str, Any], started: dict[str, Started]) -> str:
 def summarize(started: Sequence[Started], records: Sequence[dict[str, Any]]) -> str:
     """Return the table of outcomes: killed, for what and when, or survived."""
     actions = first_actions(records)
+    width = max(len("container"), *(len(item.name) for item in started))
     lines = [
-        f"{'container':32} {'expected':18} {'outcome':36}",
-        f"{'-' * 32} {'-' * 18} {'-' * 36}",
+        f"{'container':{width}}  {'expected':17} outcome",
+        f"{'-' * width}  {'-' * 17} {'-' * 36}",
     ]
     for item in started:
         first = actions.get(item.id)
@@ -116,7 +117,7 @@ def summarize(started: Sequence[Started], records: Sequence[dict[str, Any]]) -> 
             outcome = "still running"
         else:
             outcome = "exited on its own"
-        lines.append(f"{item.name:32} {expected:18} {outcome:36}")
+        lines.append(f"{item.name:{width}}  {expected:17} {outcome}")
     return "\n".join(lines)
 
 
@@ -124,6 +125,20 @@ def all_decided(started: Sequence[Started], records: Sequence[dict[str, Any]]) -
     """Tell whether every container that should be killed has been acted on."""
     acted = first_actions(records)
     return all(item.id in acted for item in started if item.workload.violation)
+
+
+def follow(
+    events: EventsClient, started: dict[str, Started], records: list[dict[str, Any]]
+) -> None:
+    """Print and keep the new audit records about the demo's containers.
+
+    Records about other containers are left out, because a stack without a
+    name filter also acts on containers the demo did not start.
+    """
+    for record in events.new_records():
+        if str(record.get("container_id")) in started:
+            records.append(record)
+            print(describe(record, started), flush=True)
 
 
 def run_demo(settings: StackSettings, prefix: str, timeout: float) -> int:
@@ -153,20 +168,16 @@ def run_demo(settings: StackSettings, prefix: str, timeout: float) -> int:
         )
         by_id = {item.id: item for item in started}
         for item in started:
-            print(f"started {item.name:32} {item.workload.summary}")
+            print(f"started {item.name:34} {item.workload.summary}")
         print(f"following {settings.audit_path} (up to {timeout:g} s)", flush=True)
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for record in events.new_records():
-                records.append(record)
-                print(describe(record, by_id), flush=True)
+            follow(events, by_id, records)
             if all_decided(started, records):
                 # Give the survivors one more scrape to be (wrongly) caught.
                 wait_for(2 * settings.scrape_interval_seconds)
-                for record in events.new_records():
-                    records.append(record)
-                    print(describe(record, by_id), flush=True)
+                follow(events, by_id, records)
                 break
             wait_for(1.0)
         print()
