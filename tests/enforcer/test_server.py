@@ -342,3 +342,20 @@ def test_alertmanager_truncation_recorded(
     records = wait_until(both_decided, message="two decisions")
     assert [record["result"] for record in records] == ["dry_run", "dry_run"]
     assert [r["notification"]["truncatedAlerts"] for r in records] == [3, 3]
+
+
+def test_one_worker_outlasts_grace_period() -> None:
+    from flask import Flask
+
+    from enforcer.server import EnforcerServer
+    from enforcer.settings import Settings
+
+    settings = Settings(stop_grace_seconds=30)
+    config = EnforcerServer(lambda: Flask(__name__), settings).cfg
+    # One process, so the rate limiter's window covers every request.
+    assert config.workers == 1
+    assert config.worker_class_str == "gthread"
+    assert config.threads == 8
+    assert config.graceful_timeout > settings.stop_grace_seconds
+    assert config.timeout > settings.stop_grace_seconds
+    assert config.bind == ["127.0.0.1:9649"]
