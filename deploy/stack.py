@@ -223,7 +223,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run Warden's exporter, enforcer, Prometheus and "
         "Alertmanager on 127.0.0.1. Each flag defaults to the environment "
         "variable named in its help.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
         "command",
@@ -249,13 +248,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--rules",
         type=Path,
         action="append",
-        help="Prometheus rule file to load instead of the committed ones; repeatable",
+        help="Prometheus rule file to load instead of alerts/rules.yml; repeatable",
     )
     parser.add_argument(
         "--scrape-interval",
         type=float,
         default=5.0,
-        help="seconds between scrapes and between rule evaluations",
+        help="seconds between scrapes and between rule evaluations; must match "
+        "the interval of the rules (default 5)",
     )
     parser.add_argument(
         "--dry-run",

@@ -38,7 +38,7 @@ FAST_POLICY = (
 
 
 def stack_settings(
-    state: Path, rule_files: list[Path], interval: float
+    state: Path, rule_files: list[Path], interval: float, dry_run: bool = False
 ) -> StackSettings:
     """Return settings of a stack on free ports that guards this run only."""
     return StackSettings(
@@ -52,7 +52,15 @@ def stack_settings(
         evaluation_interval_seconds=interval,
         rule_files=rule_files,
         group_interval_seconds=interval,
+        dry_run=dry_run,
     )
+
+
+def render_fast_rules(folder: Path) -> Path:
+    """Render the faster policy into a rule file in ``folder``."""
+    rules = folder / "rules.yml"
+    rules.write_text(render_rules(load_policy(overrides=FAST_POLICY)))
+    return rules
 
 
 def require_stack_binaries() -> None:
@@ -74,8 +82,7 @@ def fast_stack(
     """Run the stack with the faster policy for one test module."""
     require_stack_binaries()
     folder = tmp_path_factory.mktemp("fast-stack")
-    rules = folder / "rules.yml"
-    rules.write_text(render_rules(load_policy(overrides=FAST_POLICY)))
+    rules = render_fast_rules(folder)
     settings = stack_settings(folder / "state", [rules], FAST_INTERVAL_SECONDS)
     with Stack(settings) as stack:
         stack.start()
