@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -47,6 +48,21 @@ def test_metrics_on_telemetry_path(base_url: str) -> None:
     assert status == 200
     values = parse_exposition(body)
     assert value_of(values, "docker_container_pids", id=HEX_A) == 3
+
+
+def test_openmetrics_request_gets_text(base_url: str) -> None:
+    accept = (
+        "application/openmetrics-text;version=1.0.0,"
+        "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+    )
+    request = urllib.request.Request(
+        base_url + "/custom/metrics", headers={"Accept": accept}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        content_type = response.headers["Content-Type"]
+        body = response.read().decode()
+    assert content_type.startswith("text/plain; version=0.0.4")
+    assert "# EOF" not in body
 
 
 def test_landing_page_links_metrics(base_url: str) -> None:
