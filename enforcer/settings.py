@@ -15,7 +15,6 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 ENV_PREFIX = "WARDEN_ENFORCER_"
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1:9649"
@@ -97,6 +96,101 @@ def env_name(flag: str) -> str:
     return ENV_PREFIX + re.sub(r"[.\-]", "_", flag.lstrip("-")).upper()
 
 
+@dataclass(frozen=True)
+class Flag:
+    """One command-line flag: its name, argparse destination and help."""
+
+    name: str
+    dest: str
+    help: str
+    default: str | None = None
+    metavar: str | None = None
+
+
+FLAGS = (
+    Flag(
+        "--web.listen-address",
+        "listen_address",
+        "host:port to listen on; beyond loopback a token file is required",
+        DEFAULT_LISTEN_ADDRESS,
+        "HOST:PORT",
+    ),
+    Flag(
+        "--webhook.token-file",
+        "token_file",
+        "file with the bearer token that /webhook and /events require",
+        metavar="PATH",
+    ),
+    Flag(
+        "--audit.path",
+        "audit_path",
+        "append-only JSON lines file of every decision",
+        DEFAULT_AUDIT_PATH,
+        "PATH",
+    ),
+    Flag(
+        "--docker.host",
+        "docker_host",
+        "Docker API address such as unix:///var/run/docker.sock "
+        "(default: DOCKER_HOST, else the local socket)",
+        metavar="URL",
+    ),
+    Flag("--dry-run", "dry_run", "decide and record, but never act on a container"),
+    Flag(
+        "--protect",
+        "protect",
+        "container name or label selector key=value never acted on; "
+        "repeatable or comma-separated (the warden.protect=true label always "
+        "protects)",
+        metavar="NAME|KEY=VALUE",
+    ),
+    Flag(
+        "--actions.max-per-minute",
+        "max_actions_per_minute",
+        "actions allowed in any sliding minute; the rest are rate_limited",
+        "10",
+        "N",
+    ),
+    Flag(
+        "--stop.grace-period",
+        "stop_grace_period",
+        "time between SIGTERM and SIGKILL for action=stop (e.g. 10s, 500ms)",
+        "10s",
+        "DURATION",
+    ),
+    Flag(
+        "--web.tls-cert-file",
+        "tls_cert_file",
+        "PEM certificate to serve HTTPS (needs --web.tls-key-file)",
+        metavar="PATH",
+    ),
+    Flag(
+        "--web.tls-key-file",
+        "tls_key_file",
+        "PEM private key of --web.tls-cert-file",
+        metavar="PATH",
+    ),
+    Flag(
+        "--web.max-body-bytes",
+        "max_body_bytes",
+        "largest request body accepted (bytes, or with KiB/MiB); larger ones get 413",
+        str(DEFAULT_MAX_BODY_BYTES),
+        "SIZE",
+    ),
+    Flag(
+        "--log.level", "log_level", "one of " + ", ".join(LOG_LEVELS), "info", "LEVEL"
+    ),
+    Flag(
+        "--log.format",
+        "log_format",
+        "one of " + ", ".join(LOG_FORMATS),
+        "logfmt",
+        "FORMAT",
+    ),
+)
+_FLAGS = {flag.dest: flag.name for flag in FLAGS}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the parser of the enforcer's flags, defaults shown in --help."""
     parser = argparse.ArgumentParser(
@@ -110,133 +204,25 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         allow_abbrev=False,
     )
-
-    def add(flag: str, **options: Any) -> None:
-        # Show defaults that exist; "(default: None)" would say nothing.
-        if options.get("default") is not None and "action" not in options:
-            options["help"] += " (default: %(default)s)"
-        if options["dest"] in _METAVARS:
-            options["metavar"] = _METAVARS[options["dest"]]
-        parser.add_argument(flag, **options)
-
-    add(
-        "--web.listen-address",
-        dest="listen_address",
-        default=DEFAULT_LISTEN_ADDRESS,
-        help="host:port to listen on; beyond loopback a token file is required",
-    )
-    add(
-        "--webhook.token-file",
-        dest="token_file",
-        default=None,
-        help="file with the bearer token that /webhook and /events require",
-    )
-    add(
-        "--audit.path",
-        dest="audit_path",
-        default=DEFAULT_AUDIT_PATH,
-        help="append-only JSON lines file of every decision",
-    )
-    add(
-        "--docker.host",
-        dest="docker_host",
-        default=None,
-        help="Docker API address such as unix:///var/run/docker.sock "
-        "(default: DOCKER_HOST, else the local socket)",
-    )
-    add(
-        "--dry-run",
-        dest="dry_run",
-        action="store_true",
-        default=None,
-        help="decide and record, but never act on a container",
-    )
-    add(
-        "--protect",
-        dest="protect",
-        action="append",
-        default=None,
-        help="container name or label selector key=value never acted on; "
-        "repeatable or comma-separated (the warden.protect=true label always "
-        "protects)",
-    )
-    add(
-        "--actions.max-per-minute",
-        dest="max_actions_per_minute",
-        default="10",
-        help="actions allowed in any sliding minute; the rest are rate_limited",
-    )
-    add(
-        "--stop.grace-period",
-        dest="stop_grace_period",
-        default="10s",
-        help="time between SIGTERM and SIGKILL for action=stop (e.g. 10s, 500ms)",
-    )
-    add(
-        "--web.tls-cert-file",
-        dest="tls_cert_file",
-        default=None,
-        help="PEM certificate to serve HTTPS (needs --web.tls-key-file)",
-    )
-    add(
-        "--web.tls-key-file",
-        dest="tls_key_file",
-        default=None,
-        help="PEM private key of --web.tls-cert-file",
-    )
-    add(
-        "--web.max-body-bytes",
-        dest="max_body_bytes",
-        default=str(DEFAULT_MAX_BODY_BYTES),
-        help="largest request body accepted (bytes, or with KiB/MiB); "
-        "larger ones get 413",
-    )
-    add(
-        "--log.level",
-        dest="log_level",
-        default="info",
-        help="one of " + ", ".join(LOG_LEVELS),
-    )
-    add(
-        "--log.format",
-        dest="log_format",
-        default="logfmt",
-        help="one of " + ", ".join(LOG_FORMATS),
-    )
+    for flag in FLAGS:
+        if flag.dest == "dry_run":
+            parser.add_argument(
+                flag.name, dest=flag.dest, action="store_true", help=flag.help
+            )
+            continue
+        # Show only defaults that exist: "(default: None)" gives no information.
+        text = (
+            flag.help if flag.default is None else flag.help + " (default: %(default)s)"
+        )
+        parser.add_argument(
+            flag.name,
+            dest=flag.dest,
+            default=flag.default,
+            metavar=flag.metavar,
+            help=text,
+            action="append" if flag.dest == "protect" else "store",
+        )
     return parser
-
-
-_METAVARS = {
-    "listen_address": "HOST:PORT",
-    "token_file": "PATH",
-    "audit_path": "PATH",
-    "docker_host": "URL",
-    "protect": "NAME|KEY=VALUE",
-    "max_actions_per_minute": "N",
-    "stop_grace_period": "DURATION",
-    "tls_cert_file": "PATH",
-    "tls_key_file": "PATH",
-    "max_body_bytes": "SIZE",
-    "log_level": "LEVEL",
-    "log_format": "FORMAT",
-}
-
-# Flag name for each argparse destination, for errors and environment names.
-_FLAGS = {
-    "listen_address": "--web.listen-address",
-    "token_file": "--webhook.token-file",
-    "audit_path": "--audit.path",
-    "docker_host": "--docker.host",
-    "dry_run": "--dry-run",
-    "protect": "--protect",
-    "max_actions_per_minute": "--actions.max-per-minute",
-    "stop_grace_period": "--stop.grace-period",
-    "tls_cert_file": "--web.tls-cert-file",
-    "tls_key_file": "--web.tls-key-file",
-    "max_body_bytes": "--web.max-body-bytes",
-    "log_level": "--log.level",
-    "log_format": "--log.format",
-}
 
 
 def load_settings(
