@@ -114,7 +114,7 @@ def container_info_from_inspect(attrs: Mapping[str, Any]) -> ContainerInfo:
     container_id = attrs["Id"]
     return ContainerInfo(
         id=container_id,
-        name=(attrs.get("Name") or "").lstrip("/") or container_id[:12],
+        name=canonical_name([attrs.get("Name") or ""], fallback=container_id[:12]),
         image=config.get("Image") or "",
         image_id=attrs.get("Image") or "",
         labels=dict(config.get("Labels") or {}),
