@@ -292,7 +292,7 @@ class Decider:
                 decision.reason,
             )
         else:
-            if decision.result == "skipped_invalid":
+            if decision.result == "skipped_invalid" and "action" in labels:
                 log = logger.warning
             elif decision.result == "duplicate":
                 log = logger.debug
@@ -337,6 +337,9 @@ def own_container_ids(proc_root: Path = Path("/proc")) -> frozenset[str]:
 def _validate(alert: Alert, action: str, container_id: str) -> Decision | None:
     if alert.status != "firing":
         return Decision("skipped_resolved", f"alert status is {alert.status!r}")
+    if "action" not in alert.labels:
+        # Rules without an action label only warn, so this is not an error.
+        return Decision("skipped_invalid", "alert has no action label")
     if action not in ACTIONS:
         return Decision(
             "skipped_invalid",

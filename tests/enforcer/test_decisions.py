@@ -434,3 +434,16 @@ def test_refiring_after_resolved_still_acts(
     harness.post(make_notification(resolved))
     harness.post(make_notification(firing))
     assert harness.results() == ["skipped_resolved", "killed"]
+
+
+def test_alert_without_action_skipped(
+    harness: Harness, run_container: RunContainer
+) -> None:
+    container = run_container()
+    alert = make_alert(container.id)
+    del alert["labels"]["action"]
+    harness.post(make_notification(alert))
+    record = harness.records()[0]
+    assert record["result"] == "skipped_invalid"
+    assert record["reason"] == "alert has no action label"
+    assert status_of(container) == "running"
