@@ -97,14 +97,18 @@ class Discovery:
                 delay = self.backoff_initial
             except DockerApiError as error:
                 self._record_failure(error)
-                self._stop.wait(delay)
+                self._pause(delay)
                 delay = min(delay * 2, self.backoff_max)
             except Exception:
                 # Discovery must outlive a bug in handling one event, so the
                 # exporter keeps serving the containers it has cached.
                 log.exception("discovery failed; retrying in %s s", delay)
-                self._stop.wait(delay)
+                self._pause(delay)
                 delay = min(delay * 2, self.backoff_max)
+
+    def _pause(self, seconds: float) -> None:
+        """Wait before the next attempt, returning early when stopped."""
+        self._stop.wait(seconds)
 
     def sync_once(self) -> None:
         """List all containers, then apply events until the next resync is due.
@@ -128,7 +132,7 @@ class Discovery:
             if time.time() < until - 1:
                 # A stream that ends early means the engine went away or
                 # closed it; a short wait keeps this loop from spinning.
-                self._stop.wait(self.backoff_initial)
+                self._pause(self.backoff_initial)
         except DockerApiError:
             if self._stop.is_set():
                 return

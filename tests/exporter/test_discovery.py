@@ -39,6 +39,16 @@ class FakeStream:
         self.closed.set()
 
 
+class EndedStream:
+    """An events stream that the engine closed at once."""
+
+    def __iter__(self) -> Any:
+        return iter(())
+
+    def close(self) -> None:
+        pass
+
+
 class FakeDockerClient:
     """The Docker interface with containers and an outage set by the test."""
 
@@ -222,16 +232,44 @@ def test_engine_loss_keeps_cache() -> None:
     assert [info.id for info in discovery.containers()] == [HEX_A]
 
 
-def test_backoff_is_capped() -> None:
+def test_backoff_doubles_up_to_cap() -> None:
     client = FakeDockerClient([])
     client.down = True
-    discovery = Discovery(client, backoff_initial=0.05, backoff_max=0.1)
-    discovery.start()
-    time.sleep(1.0)
-    discovery.stop()
-    # With doubling from 0.05 s capped at 0.1 s, one second gives about
-    # ten attempts. Without the cap it would give four.
-    assert len(client.calls) >= 7
+    discovery = Discovery(client, backoff_initial=0.5, backoff_max=4.0)
+    waits: list[float] = []
+
+    def record(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 7:
+            discovery._stop.set()
+
+    discovery._pause = record  # type: ignore[method-assign]
+    discovery._run()
+    assert waits == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0]
+
+
+def test_backoff_resets_after_success() -> None:
+    client = FakeDockerClient([])
+    client.down = True
+    discovery = Discovery(client, backoff_initial=0.5, backoff_max=4.0)
+    waits: list[float] = []
+
+    def record(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 3:
+            # The engine returns, and its events stream ends at once. The
+            # next failure must start the backoff from the beginning.
+            client.down = False
+        if len(waits) == 4:
+            client.down = True
+        if len(waits) == 5:
+            discovery._stop.set()
+
+    client.events = lambda since, until: EndedStream()  # type: ignore[method-assign]
+    discovery._pause = record  # type: ignore[method-assign]
+    discovery._run()
+    assert waits[:3] == [0.5, 1.0, 2.0]
+    assert waits[4] == 0.5
 
 
 def test_stop_closes_events_stream() -> None:
