@@ -3,10 +3,13 @@
 #   docker build -t container-warden:0.1.0 .
 FROM python:3.11-slim
 
+# XDG_RUNTIME_DIR is where gunicorn puts its control socket, because the
+# warden user has no home folder.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    XDG_RUNTIME_DIR=/tmp
 
 WORKDIR /src
 COPY pyproject.toml README.md ./
