@@ -73,9 +73,9 @@ def check_port_free(spec: ProcessSpec) -> None:
         except OSError as error:
             if error.errno != errno.EADDRINUSE:
                 raise
-            hint = (
-                f"; set {spec.port_setting} to use another" if spec.port_setting else ""
-            )
+            hint = ""
+            if spec.port_setting:
+                hint = f" or set {spec.port_setting} to use another port"
             raise StackProcessError(
                 f"port {spec.port} for {spec.name} on 127.0.0.1 is already in use; "
                 f"stop the process that listens there{hint}"
