@@ -53,6 +53,12 @@ class EnforcerServer(BaseApplication):
             # Gunicorn's default limits on the request line and headers stay;
             # the body limit is the app's --web.max-body-bytes.
         }
+        # gunicorn 25.1 and later open a control socket for gunicornc at
+        # $XDG_RUNTIME_DIR/gunicorn.ctl, else ~/.gunicorn/gunicorn.ctl. Every
+        # enforcer of one user would share that path, each new one taking it
+        # over and each stopping one removing it. The enforcer needs none.
+        if "control_socket_disable" in self.cfg.settings:
+            options["control_socket_disable"] = True
         if settings.tls_cert_file is not None and settings.tls_key_file is not None:
             options["certfile"] = str(settings.tls_cert_file)
             options["keyfile"] = str(settings.tls_key_file)

@@ -25,7 +25,11 @@ ENFORCER = str(Path(sys.executable).parent / "warden-enforcer")
 
 
 def start_enforcer(
-    servers: ServerFactory, tmp_path: Path, *flags: str, audit: Path | None = None
+    servers: ServerFactory,
+    tmp_path: Path,
+    *flags: str,
+    audit: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> Server:
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
@@ -37,7 +41,7 @@ def start_enforcer(
         f"--audit.path={audit or tmp_path / 'audit.jsonl'}",
         *flags,
     ]
-    return servers.start("enforcer", argv, port, ready_path="/healthz")
+    return servers.start("enforcer", argv, port, ready_path="/healthz", env=env)
 
 
 def post(server: Server, payload: Any, token: str = TOKEN) -> tuple[int, Any]:
@@ -132,6 +136,35 @@ def test_two_enforcers_share_one_audit_log(
     assert statuses == [200] * 6
     assert found.count("killed") == 1
     assert found.count("duplicate") == 5
+
+
+def healthz_status(server: Server) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        connection.request("GET", "/healthz")
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_two_enforcers_stop_independently(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    # gunicorn would put a control socket for both at one path in HOME.
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"HOME": str(home), "XDG_RUNTIME_DIR": ""}
+    first = start_enforcer(servers, tmp_path, audit=tmp_path / "first.jsonl", env=env)
+    second = start_enforcer(servers, tmp_path, audit=tmp_path / "second.jsonl", env=env)
+    sockets_while_running = sorted(path.name for path in home.rglob("*"))
+    first_status = first.stop()
+    second_health = healthz_status(second)
+    second_status = second.stop()
+    assert sockets_while_running == []
+    assert first_status == 0
+    assert second_health == 200
+    assert second_status == 0
+    assert "Control socket" not in first.log()
 
 
 def test_sigterm_finishes_slow_stop(
