@@ -4,14 +4,28 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+# The result each action gives when Docker carries it out.
+ACTION_RESULTS = {"kill": "killed", "stop": "stopped", "pause": "paused"}
+
 # Label values come from alert labels, which anyone who can reach
 # Alertmanager can set. Values outside these sets are counted as "other" so
 # that a stream of odd alerts cannot grow the number of series without end.
-KNOWN_ACTIONS = frozenset({"kill", "stop", "pause"})
+KNOWN_ACTIONS = frozenset(ACTION_RESULTS)
 KNOWN_VIOLATIONS = frozenset(
     {"cpu_spike", "memory_spike", "fork_bomb", "combined_anomaly"}
 )
 OTHER = "other"
+
+# Results published at 0 from the start for every known action and
+# violation, beside the result each action gives on success. increase()
+# needs a sample before the first event of a series, so the alert rules on
+# these results and the dashboard's tables would miss the first one of each
+# label set otherwise. Skipped and duplicate decisions appear on first use.
+PUBLISHED_RESULTS = ("dry_run", "error", "rate_limited")
+
+# Status codes the app sends, published at 0 from the start for the same
+# reason: the alert rule on 4xx and 5xx responses uses increase().
+PUBLISHED_CODES = ("200", "400", "401", "404", "405", "413", "415", "500", "503")
 
 
 class EnforcerMetrics:
@@ -51,6 +65,17 @@ class EnforcerMetrics:
             "Alerts that Alertmanager left out of notifications (max_alerts).",
             registry=registry,
         )
+        self._publish_at_zero()
+
+    def _publish_at_zero(self) -> None:
+        for action, acted in ACTION_RESULTS.items():
+            for violation in sorted(KNOWN_VIOLATIONS):
+                for result in (acted, *PUBLISHED_RESULTS):
+                    self.actions.labels(
+                        action=action, violation=violation, result=result
+                    )
+        for code in PUBLISHED_CODES:
+            self.requests.labels(code=code)
 
     def count_decision(self, action: str, violation: str, result: str) -> None:
         """Count one decision, folding unknown label values into "other"."""

@@ -69,32 +69,86 @@ def test_requests_counted_by_code(harness: Harness) -> None:
     assert harness.sample("warden_enforcer_requests_total", {"code": "200"}) == 1.0
 
 
+def _kill_cpu_or_other(line: str) -> bool:
+    # The family has 48 series at 0 from the start. The test compares the
+    # ones of one action and violation, and the folded "other" series.
+    if line.startswith(
+        (
+            "# HELP warden_enforcer_actions_total ",
+            "# TYPE warden_enforcer_actions_total ",
+        )
+    ):
+        return True
+    if not line.startswith("warden_enforcer_actions_total{"):
+        return False
+    if 'action="other"' in line:
+        return True
+    return 'action="kill"' in line and 'violation="cpu_spike"' in line
+
+
 def test_exposition_of_decision_counter() -> None:
     registry = CollectorRegistry()
     metrics = EnforcerMetrics(registry)
     metrics.count_decision("kill", "cpu_spike", "killed")
     metrics.count_decision("$(reboot)", "made_up", "skipped_invalid")
     text = generate_latest(registry).decode()
-    family = [
-        line
-        for line in text.splitlines()
-        if line.startswith(
-            (
-                "warden_enforcer_actions_total",
-                "# HELP warden_enforcer_actions_total ",
-                "# TYPE warden_enforcer_actions_total ",
-            )
-        )
-    ]
+    family = [line for line in text.splitlines() if _kill_cpu_or_other(line)]
     assert family == [
         "# HELP warden_enforcer_actions_total Decisions on alerts, by requested "
         "action, violation and result.",
         "# TYPE warden_enforcer_actions_total counter",
         'warden_enforcer_actions_total{action="kill",result="killed",'
         'violation="cpu_spike"} 1.0',
+        'warden_enforcer_actions_total{action="kill",result="dry_run",'
+        'violation="cpu_spike"} 0.0',
+        'warden_enforcer_actions_total{action="kill",result="error",'
+        'violation="cpu_spike"} 0.0',
+        'warden_enforcer_actions_total{action="kill",result="rate_limited",'
+        'violation="cpu_spike"} 0.0',
         'warden_enforcer_actions_total{action="other",result="skipped_invalid",'
         'violation="other"} 1.0',
     ]
+
+
+@pytest.mark.parametrize(
+    "action, acted", [("kill", "killed"), ("stop", "stopped"), ("pause", "paused")]
+)
+def test_action_results_published_at_zero(action: str, acted: str) -> None:
+    registry = CollectorRegistry()
+    EnforcerMetrics(registry)
+    for violation in ("cpu_spike", "memory_spike", "fork_bomb", "combined_anomaly"):
+        for result in (acted, "dry_run", "error", "rate_limited"):
+            labels = {"action": action, "violation": violation, "result": result}
+            value = registry.get_sample_value("warden_enforcer_actions_total", labels)
+            assert value == 0.0, labels
+
+
+def test_other_results_appear_on_first_use() -> None:
+    registry = CollectorRegistry()
+    EnforcerMetrics(registry)
+    labels = {"action": "kill", "violation": "cpu_spike", "result": "duplicate"}
+    value = registry.get_sample_value("warden_enforcer_actions_total", labels)
+    assert value is None
+
+
+@pytest.mark.parametrize(
+    "code", ["200", "400", "401", "404", "405", "413", "415", "500", "503"]
+)
+def test_response_codes_published_at_zero(code: str) -> None:
+    registry = CollectorRegistry()
+    EnforcerMetrics(registry)
+    value = registry.get_sample_value("warden_enforcer_requests_total", {"code": code})
+    assert value == 0.0
+
+
+def test_unlabelled_counters_start_at_zero() -> None:
+    registry = CollectorRegistry()
+    EnforcerMetrics(registry)
+    for name in (
+        "warden_enforcer_audit_errors_total",
+        "warden_enforcer_truncated_alerts_total",
+    ):
+        assert registry.get_sample_value(name) == 0.0, name
 
 
 def test_response_carries_request_id(harness: Harness) -> None:
