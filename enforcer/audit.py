@@ -3,9 +3,10 @@
 The log is the enforcer's memory across restarts: every alert occurrence
 (``fingerprint@startsAt``) recorded with a final result is never acted on
 again. Threads share one ``AuditLog``; processes share the file, and
-``locked()`` serialises them with ``flock`` so that check, action and
-append happen as one step. The line format and the chain are in
-``enforcer.audit_chain``.
+``locked()`` serialises them with ``flock``. A decision checks and claims
+its key under the lock, acts without it, and appends its record under it
+again; the claims are in ``enforcer.audit_claims``. The line format and the
+chain are in ``enforcer.audit_chain``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from enforcer.audit_chain import (
     line_sha256,
     verify_chain,
 )
+from enforcer.audit_claims import OccurrenceClaims
 from enforcer.audit_events import EventQueryError, parse_since, scan_events
 
 __all__ = [
@@ -45,10 +47,14 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# Results after which the same alert occurrence may be decided again: an
-# error decided nothing, and a rate-limited alert may act once the rate
-# allows it.
-RETRYABLE_RESULTS = frozenset({"error", "rate_limited"})
+# Results that leave an alert occurrence undecided, so that a later
+# delivery of it is decided again. An error decided nothing, and a
+# rate-limited alert may act once the rate allows it. A resolved or invalid
+# alert was never looked up. A duplicate defers to the record of the
+# delivery it repeats, which may itself end in an error.
+UNDECIDED_RESULTS = frozenset(
+    {"error", "rate_limited", "skipped_resolved", "skipped_invalid", "duplicate"}
+)
 
 # Lines that are not JSON objects get a warning each, up to this many.
 MAX_LINE_WARNINGS = 5
@@ -68,9 +74,14 @@ class AuditLog:
 
         log = AuditLog(Path(".warden/audit.jsonl"))
         with log.locked():
-            if not log.is_decided(alert.key):
+            claimed = not log.is_decided(alert.key) and log.claim(alert.key)
+        if claimed:
+            try:
                 ...  # act
-                log.append(record)
+                with log.locked():
+                    log.append(record)
+            finally:
+                log.release(alert.key)
     """
 
     def __init__(self, path: Path) -> None:
@@ -86,6 +97,7 @@ class AuditLog:
         # NOTE: one entry per decided alert for the life of the log, about
         # 100 bytes each; rotating the log would need a carried-over set.
         self._decided: set[str] = set()
+        self._claims = OccurrenceClaims()
         self._names: dict[str, set[str]] = {}
         self._ids: set[str] = set()
         self._offset = 0
@@ -162,11 +174,25 @@ class AuditLog:
         self._require_lock("is_decided")
         return key in self._decided
 
+    def claim(self, key: str) -> bool:
+        """Claim ``key`` for the calling thread; False when another holds it.
+
+        The claim excludes the other threads of this process and every
+        other process that shares the file, until ``release`` or until
+        this process closes the file or exits.
+        """
+        self._require_lock("claim")
+        return self._claims.try_claim(self._fd, key)
+
+    def release(self, key: str) -> None:
+        """Release a claim; call it after appending the claimed key's record."""
+        self._claims.release(key)
+
     def append(self, record: dict[str, Any]) -> dict[str, Any]:
         """Write one record, chained and fsynced, and return it as written.
 
-        Marks ``record["alert"]["key"]`` decided unless the result is
-        ``error`` or ``rate_limited``.
+        Marks ``record["alert"]["key"]`` decided unless the result is one of
+        ``UNDECIDED_RESULTS``.
 
         Raises:
             AuditError: the write or fsync failed. The file is truncated
@@ -382,7 +408,7 @@ class AuditLog:
 
         alert = record.get("alert")
         key = alert.get("key") if isinstance(alert, dict) else None
-        if isinstance(key, str) and record.get("result") not in RETRYABLE_RESULTS:
+        if isinstance(key, str) and record.get("result") not in UNDECIDED_RESULTS:
             self._decided.add(key)
 
         container_id = record.get("container_id")
@@ -446,6 +472,7 @@ def _reset_locks_after_fork() -> None:
     for log in list(_open_logs):
         log._thread_lock = threading.Lock()
         log._owner = None
+        log._claims.reset()
 
 
 os.register_at_fork(after_in_child=_reset_locks_after_fork)

@@ -7,9 +7,10 @@ The checks run in this order, and the first that applies is the decision:
 2. ``skipped_invalid``: the ``action`` label is not kill, stop or pause, or
    the ``id`` label is not a full 64-hex lowercase container ID.
 3. ``duplicate``: the audit log already has a decision for this alert
-   occurrence (fingerprint plus startsAt). This comes before any Docker
-   call, so a re-delivery for a container that was already killed is
-   recorded as a duplicate and not as ``skipped_not_running``.
+   occurrence (fingerprint plus startsAt), or another request is deciding
+   it now. This comes before any Docker call, so a re-delivery for a
+   container that was already killed is recorded as a duplicate and not as
+   ``skipped_not_running``.
 4. ``not_found``: no container has this full ID.
 5. ``skipped_not_running``: the container is not running (for pause, also
    when it is already paused).
@@ -20,8 +21,12 @@ The checks run in this order, and the first that applies is the decision:
 9. ``dry_run``: the enforcer only records.
 10. ``killed``, ``stopped`` or ``paused``, or ``error`` when Docker fails.
 
-Checks 3 to 10 of one alert run under the audit log's lock, so two
-deliveries of one alert at the same moment give one action.
+Check 3 runs under the audit log's lock and claims the occurrence, so two
+deliveries of one alert at the same moment, from two threads or two
+processes sharing the log, give one action. Checks 4 to 10 run without
+the lock, so a stop that waits out its grace period delays no other
+alert, and the record is appended under the lock again before the claim
+is released.
 """
 
 from __future__ import annotations
@@ -45,14 +50,14 @@ from enforcer.docker_api import (
     DockerUnavailableError,
     Usage,
 )
-from enforcer.metrics import EnforcerMetrics
+from enforcer.metrics import ACTION_RESULTS, EnforcerMetrics
 from enforcer.payload import Alert
 from enforcer.ratelimit import SlidingWindowLimiter
 from enforcer.settings import ProtectRules
 
 logger = logging.getLogger(__name__)
 
-ACTIONS = {"kill": "killed", "stop": "stopped", "pause": "paused"}
+ACTIONS = ACTION_RESULTS
 PROTECT_LABEL = "warden.protect"
 ROLE_LABEL = "warden.role"
 _CGROUP_ID = re.compile(r"(?:/docker/|docker-)([0-9a-f]{64})(?:\.scope)?\b")
@@ -134,20 +139,25 @@ class Decider:
 
         early = _validate(alert, action, container_id)
         if early is not None:
-            # NOTE: the audit log treats these results as final, so an alert
-            # recorded as resolved that fires again with the same startsAt is
-            # taken for a duplicate. The audit log's list of results that
-            # may be decided again has to include these two to fix it.
             return self._record(alert, early, context)
 
         with self.audit.locked():
             if self.audit.is_decided(alert.key):
-                decision = Decision(
-                    "duplicate", "this alert occurrence was already decided"
-                )
+                reason = "this alert occurrence was already decided"
+            elif not self.audit.claim(alert.key):
+                reason = "another request is deciding this alert occurrence"
             else:
-                decision = self._decide(alert, action, container_id)
-            return self._record(alert, decision, context, locked=True)
+                reason = ""
+            if reason:
+                return self._record(
+                    alert, Decision("duplicate", reason), context, locked=True
+                )
+
+        try:
+            decision = self._decide(alert, action, container_id)
+            return self._record(alert, decision, context)
+        finally:
+            self.audit.release(alert.key)
 
     def _decide(self, alert: Alert, action: str, container_id: str) -> Decision:
         try:

@@ -10,10 +10,17 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from enforcer.audit import RETRYABLE_RESULTS, AuditLog, verify_chain
+from enforcer.audit import UNDECIDED_RESULTS, AuditLog, verify_chain
 
 KEYS = [f"{number:016x}@2026-01-01T00:00:00Z" for number in range(4)]
-RESULTS = ["killed", "duplicate", "skipped_stale", "error", "rate_limited"]
+RESULTS = [
+    "killed",
+    "duplicate",
+    "skipped_stale",
+    "skipped_resolved",
+    "error",
+    "rate_limited",
+]
 
 
 class AuditLogMachine(RuleBasedStateMachine):
@@ -30,7 +37,7 @@ class AuditLogMachine(RuleBasedStateMachine):
         self.torn = 0
 
     def _record(self, key: str, result: str) -> None:
-        if result not in RETRYABLE_RESULTS:
+        if result not in UNDECIDED_RESULTS:
             self.decided.add(key)
         self.records += 1
 
