@@ -105,9 +105,6 @@ def _enforcer_activity_rules(policy: Policy) -> list[Rule]:
     window = policy.rate_window
     actions = "warden_enforcer_actions_total"
 
-    # NOTE: increase() needs two samples of a series, so the first event of
-    # a label set that the enforcer creates on first use goes unseen. The
-    # enforcer should export every result at 0 from its start.
     def counter_alert(
         *,
         name: str,

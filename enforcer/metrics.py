@@ -16,8 +16,9 @@ KNOWN_VIOLATIONS = frozenset(
 )
 OTHER = "other"
 
-# Results published at 0 from the start for every known action and
-# violation, beside the result each action gives on success. increase()
+# Results published at 0 from the start for every known action and every
+# violation, "other" included, beside the result each action gives on
+# success. increase()
 # needs a sample before the first event of a series, so the alert rules on
 # these results and the dashboard's tables would miss the first one of each
 # label set otherwise. Skipped and duplicate decisions appear on first use.
@@ -69,7 +70,7 @@ class EnforcerMetrics:
 
     def _publish_at_zero(self) -> None:
         for action, acted in ACTION_RESULTS.items():
-            for violation in sorted(KNOWN_VIOLATIONS):
+            for violation in (*sorted(KNOWN_VIOLATIONS), OTHER):
                 for result in (acted, *PUBLISHED_RESULTS):
                     self.actions.labels(
                         action=action, violation=violation, result=result

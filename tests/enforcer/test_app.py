@@ -70,7 +70,7 @@ def test_requests_counted_by_code(harness: Harness) -> None:
 
 
 def _kill_cpu_or_other(line: str) -> bool:
-    # The family has 48 series at 0 from the start. The test compares the
+    # The family has 60 series at 0 from the start. The test compares the
     # ones of one action and violation, and the folded "other" series.
     if line.startswith(
         (
@@ -116,7 +116,8 @@ def test_exposition_of_decision_counter() -> None:
 def test_action_results_published_at_zero(action: str, acted: str) -> None:
     registry = CollectorRegistry()
     EnforcerMetrics(registry)
-    for violation in ("cpu_spike", "memory_spike", "fork_bomb", "combined_anomaly"):
+    violations = ("cpu_spike", "memory_spike", "fork_bomb", "combined_anomaly")
+    for violation in (*violations, "other"):
         for result in (acted, "dry_run", "error", "rate_limited"):
             labels = {"action": action, "violation": violation, "result": result}
             value = registry.get_sample_value("warden_enforcer_actions_total", labels)
