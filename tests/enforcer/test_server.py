@@ -138,6 +138,37 @@ def test_two_enforcers_share_one_audit_log(
     assert found.count("duplicate") == 5
 
 
+def test_two_enforcers_stop_once(
+    servers: ServerFactory, tmp_path: Path, run_container: RunContainer
+) -> None:
+    # The container ignores SIGTERM, so the first enforcer's stop stays in
+    # its grace period until the test kills the container.
+    container = run_container(
+        "trap 'echo got TERM' TERM; while true; do sleep 0.1; done"
+    )
+    audit = tmp_path / "audit.jsonl"
+    flags = ("--stop.grace-period=120s",)
+    first = start_enforcer(servers, tmp_path, *flags, audit=audit)
+    second = start_enforcer(servers, tmp_path, *flags, audit=audit)
+    payload = make_notification(make_alert(container.id, action="stop"))
+    outcome: dict[str, Any] = {}
+
+    def deliver() -> None:
+        outcome["status"], outcome["body"] = post(first, payload)
+
+    thread = threading.Thread(target=deliver)
+    thread.start()
+    wait_until(lambda: b"got TERM" in container.logs(), message="the SIGTERM")
+    repeat_status, repeat_body = post(second, payload)
+    container.kill()
+    thread.join()
+    assert repeat_status == 200
+    assert repeat_body["decisions"][0]["result"] == "duplicate"
+    assert outcome["status"] == 200
+    assert outcome["body"]["decisions"][0]["result"] == "stopped"
+    assert results(audit) == ["duplicate", "stopped"]
+
+
 def healthz_status(server: Server) -> int:
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     try:
