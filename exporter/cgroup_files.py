@@ -22,13 +22,13 @@ def _show(text: str) -> str:
     return repr(text)
 
 
-def _invalid(path: Path, text: str, expected: str) -> CgroupParseError:
+def _invalid(path: str | Path, text: str, expected: str) -> CgroupParseError:
     return CgroupParseError(
         f"invalid content {_show(text)} in {path}; expected {expected}"
     )
 
 
-def parse_integer(text: str, path: Path) -> int:
+def parse_integer(text: str, path: str | Path) -> int:
     """Parse a file that contains one non-negative integer, such as memory.current."""
     stripped = text.strip()
     if not stripped.isdigit():
@@ -36,7 +36,7 @@ def parse_integer(text: str, path: Path) -> int:
     return int(stripped)
 
 
-def parse_limit(text: str, path: Path) -> int | None:
+def parse_limit(text: str, path: str | Path) -> int | None:
     """Parse a limit that is an integer or ``max``; ``max`` becomes None."""
     if text.strip() == "max":
         return None
@@ -46,7 +46,7 @@ def parse_limit(text: str, path: Path) -> int | None:
     return int(stripped)
 
 
-def parse_signed_integer(text: str, path: Path) -> int:
+def parse_signed_integer(text: str, path: str | Path) -> int:
     """Parse a file that contains one integer that may be -1, such as cfs_quota_us."""
     stripped = text.strip()
     digits = stripped[1:] if stripped.startswith("-") else stripped
@@ -55,7 +55,7 @@ def parse_signed_integer(text: str, path: Path) -> int:
     return int(stripped)
 
 
-def parse_keyed(text: str, path: Path) -> dict[str, int]:
+def parse_keyed(text: str, path: str | Path) -> dict[str, int]:
     """Parse a flat keyed file of ``key value`` lines, such as memory.stat."""
     values: dict[str, int] = {}
     for line in text.splitlines():
@@ -68,12 +68,30 @@ def parse_keyed(text: str, path: Path) -> dict[str, int]:
     return values
 
 
-def parse_key(text: str, path: Path, key: str) -> int:
+def _value_after(text: str, prefix: str) -> str | None:
+    """Return the stripped rest of the first line that starts with ``prefix``."""
+    if text.startswith(prefix):
+        start = len(prefix)
+    else:
+        found = text.find("\n" + prefix)
+        if found < 0:
+            return None
+        start = found + 1 + len(prefix)
+    end = text.find("\n", start)
+    return text[start : end if end >= 0 else len(text)].strip()
+
+
+def parse_key(text: str, path: str | Path, key: str) -> int:
     """Return the value of ``key`` in a flat keyed file.
 
     Only the line of ``key`` has to be well formed, so that one odd line the
     reader does not use costs no value.
     """
+    # Fast path: find the line by its "key " prefix rather than split all
+    # of memory.stat's dozens of lines. Anything else takes the full scan.
+    value = _value_after(text, key + " ")
+    if value is not None and value.isdigit():
+        return int(value)
     for line in text.splitlines():
         parts = line.split()
         if parts and parts[0] == key:
@@ -86,7 +104,7 @@ def parse_key(text: str, path: Path, key: str) -> int:
     )
 
 
-def parse_cpu_max(text: str, path: Path) -> float | None:
+def parse_cpu_max(text: str, path: str | Path) -> float | None:
     """Parse cgroup v2 cpu.max (``400000 100000`` or ``max 100000``) into cores."""
     parts = text.split()
     if len(parts) != 2 or not parts[1].isdigit() or int(parts[1]) == 0:
@@ -99,10 +117,12 @@ def parse_cpu_max(text: str, path: Path) -> float | None:
     return int(parts[0]) / int(parts[1])
 
 
-def parse_cfs_quota(quota_text: str, period_text: str, path: Path) -> float | None:
+def parse_cfs_quota(
+    quota_text: str, period_text: str, path: str | Path
+) -> float | None:
     """Turn v1 cpu.cfs_quota_us and cpu.cfs_period_us into cores; -1 is None."""
-    quota = parse_signed_integer(quota_text, path / "cpu.cfs_quota_us")
-    period = parse_integer(period_text, path / "cpu.cfs_period_us")
+    quota = parse_signed_integer(quota_text, f"{path}/cpu.cfs_quota_us")
+    period = parse_integer(period_text, f"{path}/cpu.cfs_period_us")
     if quota == -1:
         return None
     if quota <= 0 or period == 0:
@@ -113,7 +133,7 @@ def parse_cfs_quota(quota_text: str, period_text: str, path: Path) -> float | No
     return quota / period
 
 
-def parse_cpuset_size(text: str, path: Path) -> int | None:
+def parse_cpuset_size(text: str, path: str | Path) -> int | None:
     """Count the CPUs in a cpuset list file; an empty file becomes None."""
     if not text.strip():
         return None

@@ -34,6 +34,31 @@ class CgroupPaths:
     version: int
     unified: Path | None = None
     controllers: dict[str, Path] = field(default_factory=dict)
+    # The directories as strings, built once, because reads join strings
+    # faster than they join Path objects.
+    _files: dict[str, str] = field(init=False, repr=False, compare=False)
+    _primary: str | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.version == 2:
+            unified = None if self.unified is None else str(self.unified)
+            files = {} if unified is None else dict.fromkeys(V1_CONTROLLERS, unified)
+        else:
+            files = {name: str(path) for name, path in self.controllers.items()}
+        primary = self.primary()
+        object.__setattr__(self, "_files", files)
+        object.__setattr__(self, "_primary", None if primary is None else str(primary))
+
+    def file(self, controller: str, name: str) -> str | None:
+        """Return the path of ``controller``'s file ``name``, or None if unmounted."""
+        directory = self._files.get(controller)
+        if directory is None:
+            return None
+        return f"{directory}/{name}"
+
+    def primary_directory(self) -> str | None:
+        """Return :meth:`primary` as a string."""
+        return self._primary
 
     def directory(self, controller: str) -> Path | None:
         """Return the directory holding ``controller``'s files, or None."""

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from exporter import cgroup_files as files
+from exporter.cgroup_access import read_text
 from exporter.cgroup_paths import find_v1_mounts, parse_proc_cgroup
 from exporter.errors import CgroupParseError
 
@@ -173,3 +174,17 @@ def test_v1_mounts_prefer_exact_names(tmp_path: Path) -> None:
 
 def test_v1_mounts_of_missing_root(tmp_path: Path) -> None:
     assert find_v1_mounts(tmp_path / "absent") == {}
+
+
+def test_read_text_past_one_chunk(tmp_path: Path) -> None:
+    path = tmp_path / "memory.stat"
+    content = "".join(f"key_{n} {n}\n" for n in range(20000))
+    path.write_text(content)
+    assert read_text(str(path)) == content
+
+
+def test_undecodable_bytes_are_parse_error(tmp_path: Path) -> None:
+    path = tmp_path / "pids.current"
+    path.write_bytes(b"\xff\xfe3\n")
+    with pytest.raises(CgroupParseError, match=r"pids\.current"):
+        files.parse_integer(read_text(str(path)), str(path))
