@@ -12,9 +12,13 @@ on 127.0.0.1) and idle busybox containers (no network), then measures:
   alert, and the Docker API's kill call alone, the floor under any
   enforcer, each on its own containers, taking turns with the enforcer;
 - the duplicate path: one notification, already decided, re-delivered in
-  a bounded loop over keep-alive connections, in requests per second.
+  a bounded loop over keep-alive connections, in requests per second;
+- with ``--profile``, the steps of one kill decision: the enforcer's
+  decision code runs in this process on its own containers, and each
+  Docker call, the audit append with its fsync and the whole decision are
+  timed.
 
-Run: .venv/bin/python benchmarks/enforcer.py [--containers 50]
+Run: .venv/bin/python benchmarks/enforcer.py [--containers 50] [--profile]
 """
 
 from __future__ import annotations
@@ -37,18 +41,34 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import docker
 import docker.errors
+from prometheus_client import CollectorRegistry
+
+# Python puts this script's folder first on the path, where this file's
+# own name would shadow the enforcer package.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from enforcer.audit import AuditLog
+from enforcer.decisions import Decider, NotificationContext
+from enforcer.docker_api import EngineDocker
+from enforcer.metrics import EnforcerMetrics
+from enforcer.payload import parse_notification
+from enforcer.ratelimit import SlidingWindowLimiter
+from enforcer.settings import ProtectRules
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = os.environ.get("WARDEN_TEST_IMAGE", "warden-busybox:latest")
 BENCH_LABEL = "warden.bench"
 ENFORCER = str(Path(sys.executable).parent / "warden-enforcer")
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -249,6 +269,60 @@ def measure_duplicates(
     return per_thread * threads / elapsed
 
 
+def timed(call: Callable[P, R], timings: list[float]) -> Callable[P, R]:
+    """Wrap ``call`` so that each call appends its duration to ``timings``."""
+
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        started = time.perf_counter()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            timings.append(time.perf_counter() - started)
+
+    return wrapper
+
+
+def profile_decisions(folder: Path, ids: list[str]) -> dict[str, list[float]]:
+    """Kill each container through the decision code; return step timings."""
+    steps: dict[str, list[float]] = {
+        name: [] for name in ("inspect", "usage", "kill", "append", "decision")
+    }
+    backend = EngineDocker()
+    audit = AuditLog(folder / "profile.jsonl")
+    for name in ("inspect", "usage", "kill"):
+        setattr(backend, name, timed(getattr(backend, name), steps[name]))
+    audit.append = timed(audit.append, steps["append"])  # type: ignore[method-assign]
+    decider = Decider(
+        docker=backend,
+        audit=audit,
+        metrics=EnforcerMetrics(CollectorRegistry()),
+        limiter=SlidingWindowLimiter(100_000),
+        protect=ProtectRules(),
+    )
+    try:
+        for container_id in ids:
+            parsed = parse_notification(json.loads(notification(container_id)))
+            context = NotificationContext(
+                request_id=uuid.uuid4().hex,
+                received_at=time.monotonic(),
+                receiver=parsed.receiver,
+                group_key=parsed.group_key,
+                truncated_alerts=0,
+            )
+            started = time.perf_counter()
+            (record,) = decider.handle(parsed.alerts, context)
+            steps["decision"].append(time.perf_counter() - started)
+            if record["result"] != "killed":
+                raise SystemExit(
+                    f"profile: kill of {container_id} was recorded as"
+                    f" {record['result']!r}, expected 'killed'"
+                )
+    finally:
+        audit.close()
+        backend.close()
+    return steps
+
+
 def machine() -> str:
     model = "unknown CPU"
     with contextlib.suppress(OSError):
@@ -286,6 +360,11 @@ def main() -> int:
         default=4000,
         help="duplicate deliveries sent (default: 4000)",
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also time the steps of a kill decision on as many containers",
+    )
     args = parser.parse_args()
     # SIGTERM ends the run through the same clean-up as Ctrl-C.
     signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(143))
@@ -303,11 +382,13 @@ def main() -> int:
     exit_times: list[float] = []
     cli_times: list[float] = []
     api_times: list[float] = []
+    steps: dict[str, list[float]] = {}
     count = args.containers
+    ways = 4 if args.profile else 3
     with (
         tempfile.TemporaryDirectory(prefix="warden-bench-") as folder,
         enforcer(Path(folder), token) as port,
-        containers(client, 3 * count) as ids,
+        containers(client, ways * count) as ids,
     ):
         # The three ways take turns, so that load from other users of the
         # engine during the run falls on all of them alike.
@@ -326,6 +407,8 @@ def main() -> int:
         connection.close()
         single = measure_duplicates(port, token, decided, args.duplicates, 1)
         parallel = measure_duplicates(port, token, decided, args.duplicates, 4)
+        if args.profile:
+            steps = profile_decisions(Path(folder), ids[3 * count :])
 
     print(
         f"kill via enforcer, response ({args.containers} containers): "
@@ -336,6 +419,8 @@ def main() -> int:
     print(f"kill via Docker API directly, until exited: {milliseconds(api_times)}")
     print(f"duplicate deliveries, 1 connection: {single:.0f} requests/s")
     print(f"duplicate deliveries, 4 connections: {parallel:.0f} requests/s")
+    for name, timings in steps.items():
+        print(f"profile, {name}: {milliseconds(timings)}")
     return 0
 
 

@@ -25,7 +25,7 @@ Check 3 runs under the audit log's lock and claims the occurrence, so two
 deliveries of one alert at the same moment, from two threads or two
 processes sharing the log, give one action. Checks 4 to 10 run without
 the lock, so a stop that waits out its grace period delays no other
-alert, and the record is appended under the lock again before the claim
+alert. The record is then appended under the lock again before the claim
 is released.
 """
 
