@@ -42,7 +42,7 @@ def got_sigterm(container: docker.models.containers.Container) -> bool:
 
 
 def end_stop(container: docker.models.containers.Container) -> None:
-    # Docker answers 409 when the stop already ended; the asserts that
+    # Docker returns 409 when the stop already ended, and the asserts that
     # follow then say what went wrong.
     with contextlib.suppress(docker.errors.APIError):
         container.kill()
