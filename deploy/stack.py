@@ -67,23 +67,6 @@ def executable(name: str) -> str:
     return found
 
 
-# Longest path of a Unix socket that Linux accepts, less the terminating NUL.
-MAX_SOCKET_PATH = 107
-
-
-def enforcer_environment(state: Path) -> dict[str, str]:
-    """Return the environment that gives each enforcer its own control socket.
-
-    gunicorn 25 and later open a control socket in XDG_RUNTIME_DIR, else in
-    ~/.gunicorn, where every enforcer of one user would share a path. The
-    state folder keeps it per stack, unless that path is too long for a
-    Unix socket.
-    """
-    if len(str(state / "gunicorn.ctl")) > MAX_SOCKET_PATH:
-        return {}
-    return {"XDG_RUNTIME_DIR": str(state)}
-
-
 def process_specs(settings: StackSettings) -> list[ProcessSpec]:
     """Describe the four processes of the stack, in order of start."""
     state = settings.state
@@ -114,7 +97,6 @@ def process_specs(settings: StackSettings) -> list[ProcessSpec]:
             port=ports["enforcer"],
             health_path="/readyz",
             port_setting="WARDEN_STACK_ENFORCER_PORT",
-            env=enforcer_environment(state),
         ),
         ProcessSpec(
             name="alertmanager",
