@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from exporter.cgroup import CgroupReader
 from exporter.collector import ContainerCollector
 from exporter.cpu import CpuUtilizationTracker
+from exporter.cpu_sampler import CpuSampler
 from exporter.discovery import Discovery
 from exporter.docker_api import DockerApi
 from exporter.errors import HostFactError
@@ -86,6 +87,7 @@ class Exporter:
     registry: CollectorRegistry
     server: ThreadingWsgiServer
     source: SampleSource
+    sampler: CpuSampler | None = None
 
     def serve(self, stop: threading.Event) -> None:
         """Serve until ``stop`` is set, then shut everything down."""
@@ -103,6 +105,8 @@ class Exporter:
         log.info("exporter stopping")
         self.server.shutdown()
         self.server.server_close()
+        if self.sampler is not None:
+            self.sampler.stop()
         self.discovery.stop()
         self.client.close()
         log.info("exporter stopped")
@@ -127,18 +131,57 @@ def build_exporter(settings: Settings) -> Exporter:
             FIRST_SYNC_TIMEOUT,
         )
     source = choose_source(settings, client, discovery.containers())
+    sampler = start_sampler(settings, discovery, source, tracker)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(
-        ContainerCollector(discovery, source, tracker, settings.label_allowlist)
+        ContainerCollector(
+            discovery,
+            source,
+            tracker,
+            settings.label_allowlist,
+            sampler=sampler,
+        )
     )
     app = make_app(registry, settings.telemetry_path, source.name)
     try:
         server = make_http_server(settings.listen_host, settings.listen_port, app)
     except OSError:
+        if sampler is not None:
+            sampler.stop()
         discovery.stop()
         client.close()
         raise
-    return Exporter(settings, client, discovery, registry, server, source)
+    return Exporter(settings, client, discovery, registry, server, source, sampler)
+
+
+def start_sampler(
+    settings: Settings,
+    discovery: Discovery,
+    source: SampleSource,
+    tracker: CpuUtilizationTracker,
+) -> CpuSampler | None:
+    """Start the CPU sampler when the source is cgroup files and it is on."""
+    if settings.cpu_sample_interval == 0:
+        return None
+    if not isinstance(source, CgroupReader):
+        log.info(
+            "CPU sampler is off with the stats API source, whose reads take "
+            "about a second each; utilization is measured between scrapes"
+        )
+        return None
+    sampler = CpuSampler(discovery.containers, source, settings.cpu_sample_interval)
+
+    def forget(container_id: str) -> None:
+        tracker.forget(container_id)
+        sampler.forget(container_id)
+
+    discovery.on_remove = forget
+    discovery.on_add = sampler.add
+    # Containers found before the sampler existed get their baseline now,
+    # so that the first tick already gives them a value.
+    sampler.tick()
+    sampler.start()
+    return sampler
 
 
 def main(argv: Sequence[str] | None = None) -> int:

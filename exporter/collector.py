@@ -22,7 +22,7 @@ from typing import Protocol
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from exporter.cpu import CpuUtilizationTracker
+from exporter.cpu import CpuUtilizationTracker, utilization_ratio
 from exporter.model import ContainerInfo, ContainerSample, SampleSource
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,12 @@ INFO_LABELS = (
 COLLECTOR_ERROR_KINDS = ("docker_api", "read")
 
 _INVALID_LABEL_CHARS = re.compile(r"[^a-zA-Z0-9_]")
+
+
+class UtilizationSource(Protocol):
+    """The part of the CPU sampler that the collector reads."""
+
+    def cores(self, container_id: str) -> float | None: ...
 
 
 class ContainerSource(Protocol):
@@ -69,15 +75,19 @@ class ContainerCollector(Collector):
     """Collect the metrics of every running container and of the exporter.
 
     One collection runs at a time, because concurrent scrapes wait for each
-    other. The CPU tracker therefore gets reads in order, with an interval
-    above 0.
+    other. Without a sampler the CPU tracker therefore gets the scrapes'
+    reads in order, with an interval above 0. With a sampler the scrapes'
+    reads never reach the tracker, because a read a few milliseconds after
+    the sampler's would measure a short, noisy interval.
 
     Args:
         discovery: the cache of running containers.
         source: reads resource use, from cgroup files or the stats API.
-        tracker: turns two CPU reads into utilization.
+        tracker: turns two CPU reads of consecutive scrapes into utilization.
         label_allowlist: container labels copied onto ``docker_container_info``.
         timer: clock in seconds for the collection's duration.
+        sampler: when given, the source of CPU utilization in place of
+            ``tracker``.
     """
 
     def __init__(
@@ -87,10 +97,12 @@ class ContainerCollector(Collector):
         tracker: CpuUtilizationTracker,
         label_allowlist: Sequence[str] = (),
         timer: Callable[[], float] = time.perf_counter,
+        sampler: UtilizationSource | None = None,
     ) -> None:
         self.discovery = discovery
         self.source = source
         self.tracker = tracker
+        self.sampler = sampler
         self.label_allowlist = tuple(label_allowlist)
         self.timer = timer
         self._allowlist_names = tuple(
@@ -143,10 +155,18 @@ class ContainerCollector(Collector):
     ) -> None:
         for kind, message in sample.errors.items():
             self._count_error(container.id, kind, message)
-        utilization = self.tracker.update(container.id, sample)
-        ratio = utilization.ratio if utilization is not None else None
+        ratio = self._utilization_ratio(container.id, sample)
         allowlisted = [container.labels.get(key, "") for key in self.label_allowlist]
         families.add(container, sample, ratio, allowlisted)
+
+    def _utilization_ratio(
+        self, container_id: str, sample: ContainerSample
+    ) -> float | None:
+        if self.sampler is not None:
+            cores = self.sampler.cores(container_id)
+            return utilization_ratio(cores, sample.cpu_limit_cores)
+        utilization = self.tracker.update(container_id, sample)
+        return utilization.ratio if utilization is not None else None
 
     def _count_error(self, container_id: str, kind: str, message: str) -> None:
         self._errors[kind] = self._errors.get(kind, 0) + 1

@@ -12,6 +12,13 @@ from exporter.model import ContainerSample
 logger = logging.getLogger(__name__)
 
 
+def utilization_ratio(cores: float | None, limit: float | None) -> float | None:
+    """Divide ``cores`` by the CPU limit; None when either is unknown or 0."""
+    if cores is None or limit is None or limit <= 0:
+        return None
+    return cores / limit
+
+
 @dataclass(frozen=True)
 class CpuUtilization:
     """CPU use over the interval between two reads of one container."""
@@ -84,9 +91,9 @@ class CpuUtilizationTracker:
         cores = used / elapsed
         if not math.isfinite(cores):
             return None
-        limit = sample.cpu_limit_cores
-        ratio = cores / limit if limit is not None and limit > 0 else None
-        return CpuUtilization(cores=cores, ratio=ratio)
+        return CpuUtilization(
+            cores=cores, ratio=utilization_ratio(cores, sample.cpu_limit_cores)
+        )
 
     def forget(self, container_id: str) -> None:
         """Drop the baseline of a container that was removed."""

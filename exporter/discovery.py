@@ -34,6 +34,8 @@ class Discovery:
         backoff_max: cap of the wait, in seconds, between reconnect attempts.
         on_remove: called with the ID of each container that leaves the
             cache, so that per-container state elsewhere can be dropped.
+        on_add: called with each container that enters the cache, after it
+            is in the cache, for example to take a first CPU read at once.
     """
 
     def __init__(
@@ -43,12 +45,14 @@ class Discovery:
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
         on_remove: Callable[[str], None] | None = None,
+        on_add: Callable[[ContainerInfo], None] | None = None,
     ) -> None:
         self.client = client
         self.resync_interval = resync_interval
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.on_remove = on_remove
+        self.on_add = on_add
         self._containers: dict[str, ContainerInfo] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -149,9 +153,12 @@ class Discovery:
         fresh = {info.id: info for info in infos}
         with self._lock:
             removed = [cid for cid in self._containers if cid not in fresh]
+            added = [info for cid, info in fresh.items() if cid not in self._containers]
             self._containers = fresh
         for container_id in removed:
             self._removed(container_id)
+        for info in added:
+            self._added(info)
         self._synced.set()
         log.debug("resync found %d running containers", len(fresh))
 
@@ -175,13 +182,20 @@ class Discovery:
             self._forget(container_id)
             return
         with self._lock:
+            known = self._containers.get(container_id)
             self._containers[container_id] = info
+        if known is None or known.pid != info.pid:
+            self._added(info)
 
     def _forget(self, container_id: str) -> None:
         with self._lock:
             known = self._containers.pop(container_id, None)
         if known is not None:
             self._removed(container_id)
+
+    def _added(self, info: ContainerInfo) -> None:
+        if self.on_add is not None:
+            self.on_add(info)
 
     def _removed(self, container_id: str) -> None:
         if self.on_remove is not None:

@@ -24,6 +24,8 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("logfmt", "json")
 DOCKER_SCHEMES = ("unix://", "tcp://", "http://", "https://", "ssh://", "npipe://")
 
+# Shortest CPU sample interval accepted, in seconds.
+MIN_SAMPLE_INTERVAL = 0.1
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 # Docker accepts almost any label key, so this rejects only what cannot be
@@ -49,6 +51,7 @@ class Settings:
     source: str
     label_allowlist: tuple[str, ...]
     resync_interval: float
+    cpu_sample_interval: float
     log_level: str
     log_format: str
 
@@ -89,6 +92,27 @@ def parse_duration(text: str) -> float:
     seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
     if seconds <= 0:
         raise SettingsError(f"{text!r} must be longer than 0")
+    return seconds
+
+
+def parse_sample_interval(text: str) -> float:
+    """Parse the CPU sample interval: a duration of at least 100ms, or 0 for off."""
+    match = _DURATION.match(text.strip())
+    if match is not None and float(match.group(1)) == 0:
+        return 0.0
+    try:
+        seconds = parse_duration(text)
+    except SettingsError:
+        raise SettingsError(
+            f"{text!r} is not a duration; use a number with ms, s, m or h, as "
+            "1s, or 0 to turn the sampler off"
+        ) from None
+    if seconds < MIN_SAMPLE_INTERVAL:
+        raise SettingsError(
+            f"{text!r} is shorter than 100ms; the sampler would read every "
+            "container's counter more often than a scrape can use, so use 1s "
+            "or 0 to turn it off"
+        )
     return seconds
 
 
@@ -200,6 +224,14 @@ _FLAGS: list[tuple[str, str | None, Callable[[str], Any], str]] = [
         parse_duration,
         "time between two full lists of containers, which heal missed events",
     ),
+    (
+        "--cpu.sample-interval",
+        "1s",
+        parse_sample_interval,
+        "time between two background reads of every container's CPU counter, "
+        "between which utilization is measured; 0 measures between scrapes "
+        "instead, as the stats API source always does",
+    ),
     ("--log.level", "info", _choice(LOG_LEVELS), "least severe level to log"),
     ("--log.format", "logfmt", _choice(LOG_FORMATS), "format of log lines"),
 ]
@@ -267,6 +299,7 @@ def parse_settings(
         source=values["source"],
         label_allowlist=values["label_allowlist"],
         resync_interval=values["discovery_resync_interval"],
+        cpu_sample_interval=values["cpu_sample_interval"],
         log_level=values["log_level"],
         log_format=values["log_format"],
     )

@@ -167,6 +167,32 @@ def test_die_event_removes_container() -> None:
     assert removed == [HEX_A]
 
 
+def test_start_event_reports_added_container() -> None:
+    client = FakeDockerClient([])
+    seen: list[tuple[str, bool]] = []
+    discovery = Discovery(client)
+    # The callback runs once the container is in the cache, so that
+    # anything it starts sees the container listed.
+    discovery.on_add = lambda info: seen.append(
+        (info.id, info in discovery.containers())
+    )
+    client.running[HEX_A] = make_info(HEX_A, "a")
+    discovery.apply_event(event("start", HEX_A))
+    discovery.apply_event(event("rename", HEX_A))
+    assert seen == [(HEX_A, True)]
+
+
+def test_restart_reports_added_again() -> None:
+    client = FakeDockerClient([make_info(HEX_A, "a", pid=100)])
+    added: list[int] = []
+    discovery = Discovery(client, on_add=lambda info: added.append(info.pid))
+    discovery.resync()
+    client.running[HEX_A] = make_info(HEX_A, "a", pid=200)
+    discovery.apply_event(event("start", HEX_A))
+    discovery.resync()
+    assert added == [100, 200]
+
+
 def test_rename_event_updates_name() -> None:
     client = FakeDockerClient([make_info(HEX_A, "old")])
     discovery = Discovery(client)

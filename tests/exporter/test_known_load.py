@@ -12,6 +12,7 @@ from pathlib import Path
 
 import docker
 import pytest
+from docker.models.containers import Container
 
 from tests.conftest import RUN_ID, RunContainer
 from tests.exporter.fakes import series_of, value_of
@@ -28,6 +29,13 @@ def exporter(servers: ServerFactory, docker_client: docker.DockerClient) -> Serv
     return start_exporter(
         servers, "--source=cgroup", "--label-allowlist=com.example.team"
     )
+
+
+@pytest.fixture
+def scrape_driven_exporter(
+    servers: ServerFactory, docker_client: docker.DockerClient
+) -> Server:
+    return start_exporter(servers, "--source=cgroup", "--cpu.sample-interval=0")
 
 
 def wait_for_series(
@@ -52,36 +60,16 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def test_spinner_uses_its_half_core(
-    exporter: Server, run_container: RunContainer
-) -> None:
+def start_spinner(run_container: RunContainer) -> Container:
+    """Start a shell loop limited to half a core."""
     # Top CPU shares keep other containers on the shared engine from taking
     # the spinner's half core when the host is busy.
-    container = run_container(
+    return run_container(
         "while :; do :; done", nano_cpus=500_000_000, cpu_shares=262144
     )
-    limit = wait_for_series(exporter, "docker_container_cpu_limit_cores", container.id)
-    container.reload()
-    pid = int(container.attrs["State"]["Pid"])
 
-    # The first scrape sets the CPU baseline, and the next one, a few
-    # seconds later, measures the spinner over that interval. The shell's
-    # own CPU time in /proc is an independent measure of the same load.
-    time.sleep(2)
-    scrape(exporter)
-    process_before = process_cpu_seconds(pid)
-    started = time.monotonic()
-    time.sleep(5)
-    values = scrape(exporter)
-    process_cores = (process_cpu_seconds(pid) - process_before) / (
-        time.monotonic() - started
-    )
-    ratio = value_of(values, "docker_container_cpu_utilization_ratio", id=container.id)
 
-    assert limit == 0.5
-    assert ratio is not None
-    # /proc counts in 10 ms ticks, about 0.2 % of the interval.
-    assert ratio * limit == pytest.approx(process_cores, rel=0.1, abs=0.02)
+def require_full_half_core(process_cores: float) -> None:
     # Other load on a shared host can starve the spinner below its quota,
     # and then the ratio is right but cannot show the limit.
     require(
@@ -90,6 +78,87 @@ def test_spinner_uses_its_half_core(
         f"host was busy (load average {os.getloadavg()[0]:.1f}); rerun on a "
         "quiet host",
     )
+
+
+def test_new_spinner_valued_on_first_scrape(
+    exporter: Server, run_container: RunContainer
+) -> None:
+    # Discovery sees the start event within milliseconds and the sampler
+    # reads the counter every second. No scrape happens before this one.
+    container = start_spinner(run_container)
+    time.sleep(2.5)
+    values = scrape(exporter)
+    info = series_of(values, "docker_container_info", id=container.id)
+    ratio = value_of(values, "docker_container_cpu_utilization_ratio", id=container.id)
+    assert info, f"container {container.id} is not listed yet"
+    assert ratio is not None
+    assert ratio > 0
+
+
+def measure_spinner(
+    exporter: Server, container: Container, *, baseline_scrape: bool, window: float
+) -> tuple[float | None, float]:
+    """Return the spinner's utilization ratio and its cores measured in /proc.
+
+    The shell's own CPU time in /proc is an independent measure of the
+    load, taken over ``window`` seconds that end at the measuring scrape.
+    """
+    container.reload()
+    pid = int(container.attrs["State"]["Pid"])
+    if baseline_scrape:
+        scrape(exporter)
+    process_before = process_cpu_seconds(pid)
+    started = time.monotonic()
+    time.sleep(window)
+    values = scrape(exporter)
+    process_cores = (process_cpu_seconds(pid) - process_before) / (
+        time.monotonic() - started
+    )
+    ratio = value_of(values, "docker_container_cpu_utilization_ratio", id=container.id)
+    return ratio, process_cores
+
+
+def test_sampled_spinner_matches_proc(
+    exporter: Server, run_container: RunContainer
+) -> None:
+    container = start_spinner(run_container)
+    limit = wait_for_series(exporter, "docker_container_cpu_limit_cores", container.id)
+
+    # The sampler's latest interval, one second before the scrape, lies
+    # inside the window, and the spinner's quota keeps its rate steady.
+    time.sleep(1)
+    ratio, process_cores = measure_spinner(
+        exporter, container, baseline_scrape=False, window=3
+    )
+
+    assert limit == 0.5
+    assert ratio is not None
+    # /proc counts in 10 ms ticks, about 0.3 % of the window.
+    assert ratio * limit == pytest.approx(process_cores, rel=0.1, abs=0.02)
+    require_full_half_core(process_cores)
+    assert ratio == pytest.approx(1.0, rel=0.10)
+
+
+def test_spinner_uses_its_half_core(
+    scrape_driven_exporter: Server, run_container: RunContainer
+) -> None:
+    container = start_spinner(run_container)
+    limit = wait_for_series(
+        scrape_driven_exporter, "docker_container_cpu_limit_cores", container.id
+    )
+
+    # Without the sampler, one scrape sets the CPU baseline and the next,
+    # five seconds later, measures the spinner over that interval.
+    time.sleep(2)
+    ratio, process_cores = measure_spinner(
+        scrape_driven_exporter, container, baseline_scrape=True, window=5
+    )
+
+    assert limit == 0.5
+    assert ratio is not None
+    # /proc counts in 10 ms ticks, about 0.2 % of the interval.
+    assert ratio * limit == pytest.approx(process_cores, rel=0.1, abs=0.02)
+    require_full_half_core(process_cores)
     assert ratio == pytest.approx(1.0, rel=0.10)
 
 

@@ -10,6 +10,7 @@ from exporter.settings import (
     env_name,
     parse_duration,
     parse_listen_address,
+    parse_sample_interval,
     parse_settings,
 )
 
@@ -37,6 +38,7 @@ def test_defaults_without_flags() -> None:
     assert settings.label_allowlist == ()
     assert settings.resync_interval == 60.0
     assert settings.docker_timeout == 10.0
+    assert settings.cpu_sample_interval == 1.0
     assert settings.log_level == "info"
     assert settings.log_format == "logfmt"
 
@@ -52,6 +54,7 @@ def test_environment_sets_every_flag() -> None:
         "WARDEN_EXPORTER_SOURCE": "api",
         "WARDEN_EXPORTER_LABEL_ALLOWLIST": "team, owner",
         "WARDEN_EXPORTER_DISCOVERY_RESYNC_INTERVAL": "2m",
+        "WARDEN_EXPORTER_CPU_SAMPLE_INTERVAL": "250ms",
         "WARDEN_EXPORTER_LOG_LEVEL": "debug",
         "WARDEN_EXPORTER_LOG_FORMAT": "json",
     }
@@ -65,6 +68,7 @@ def test_environment_sets_every_flag() -> None:
     assert settings.source == "api"
     assert settings.label_allowlist == ("team", "owner")
     assert settings.resync_interval == 120.0
+    assert settings.cpu_sample_interval == 0.25
     assert settings.log_level == "debug"
     assert settings.log_format == "json"
 
@@ -105,6 +109,20 @@ def test_duration_forms(text: str, seconds: float) -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "seconds"), [("0", 0.0), ("0s", 0.0), ("0.0ms", 0.0), ("100ms", 0.1)]
+)
+def test_sample_interval_forms(text: str, seconds: float) -> None:
+    assert parse_sample_interval(text) == seconds
+
+
+def test_help_shows_sample_interval() -> None:
+    text = " ".join(build_parser().format_help().split())
+    assert "--cpu.sample-interval" in text
+    assert "(default: '1s')" in text
+    assert "WARDEN_EXPORTER_CPU_SAMPLE_INTERVAL" in text
+
+
+@pytest.mark.parametrize(
     ("argv", "flag", "accepted"),
     [
         (["--source=files"], "--source", "auto, cgroup, api"),
@@ -118,6 +136,9 @@ def test_duration_forms(text: str, seconds: float) -> None:
         (["--label-allowlist=a b"], "--label-allowlist", "whitespace"),
         (["--label-allowlist=a.b,a-b"], "--label-allowlist", "both become"),
         (["--cgroup.root="], "--cgroup.root", "empty"),
+        (["--cpu.sample-interval=50ms"], "--cpu.sample-interval", "100ms"),
+        (["--cpu.sample-interval=-1s"], "--cpu.sample-interval", "0 to turn"),
+        (["--cpu.sample-interval=often"], "--cpu.sample-interval", "0 to turn"),
     ],
 )
 def test_invalid_flag_exits_2(
