@@ -48,6 +48,7 @@ def create_app(
         metrics=metrics,
         limiter=SlidingWindowLimiter(settings.max_actions_per_minute),
         protect=settings.protect,
+        guard_name_regex=settings.guard_name_regex,
         own_container_ids=own_container_ids() if own_ids is None else own_ids,
         stop_grace_seconds=settings.stop_grace_seconds,
         dry_run=settings.dry_run,

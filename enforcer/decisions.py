@@ -51,7 +51,7 @@ from enforcer.docker_api import (
     Usage,
 )
 from enforcer.metrics import ACTION_RESULTS, EnforcerMetrics
-from enforcer.payload import Alert
+from enforcer.payload import Alert, excerpt
 from enforcer.ratelimit import SlidingWindowLimiter
 from enforcer.settings import ProtectRules
 
@@ -104,6 +104,7 @@ class Decider:
         metrics: EnforcerMetrics,
         limiter: SlidingWindowLimiter,
         protect: ProtectRules,
+        guard_name_regex: re.Pattern[str] | None = None,
         own_container_ids: Iterable[str] = (),
         stop_grace_seconds: float = 10.0,
         dry_run: bool = False,
@@ -113,6 +114,7 @@ class Decider:
         self.metrics = metrics
         self.limiter = limiter
         self.protect = protect
+        self.guard_name_regex = guard_name_regex
         self.own_container_ids = frozenset(own_container_ids)
         self.stop_grace_seconds = stop_grace_seconds
         self.dry_run = dry_run
@@ -244,6 +246,12 @@ class Decider:
         for key, value in sorted(self.protect.labels):
             if state.labels.get(key) == value:
                 return f"label {key}={value} is in --protect"
+        pattern = self.guard_name_regex
+        if pattern is not None and pattern.search(state.name) is None:
+            return (
+                f"name {state.name} is outside the guarded set "
+                f"(--guard.name-regex {pattern.pattern!r})"
+            )
         return None
 
     def _record(
@@ -255,6 +263,9 @@ class Decider:
     ) -> dict[str, Any]:
         labels = alert.labels
         state = decision.state
+        reason = decision.reason
+        if state is not None:
+            reason += _name_mismatch(labels, state.name)
         duration = time.monotonic() - context.received_at
         record: dict[str, Any] = {
             "time": _rfc3339(datetime.now(UTC)),
@@ -265,7 +276,7 @@ class Decider:
             "violation": labels.get("violation", ""),
             "action": labels.get("action", ""),
             "result": decision.result,
-            "reason": decision.reason,
+            "reason": reason,
             "alert": {
                 "key": alert.key,
                 "fingerprint": alert.fingerprint,
@@ -299,7 +310,7 @@ class Decider:
                 record["container_name"],
                 record["alertname"],
                 decision.result,
-                decision.reason,
+                reason,
             )
         else:
             if decision.result == "skipped_invalid" and "action" in labels:
@@ -313,7 +324,7 @@ class Decider:
                 record["container_id"],
                 record["alertname"],
                 decision.result,
-                decision.reason,
+                reason,
             )
         return record
 
@@ -361,6 +372,20 @@ def _validate(alert: Alert, action: str, container_id: str) -> Decision | None:
             f"label id={container_id!r}; expected a full 64-hex lowercase ID",
         )
     return None
+
+
+def _name_mismatch(labels: Mapping[str, str], name: str) -> str:
+    # Docker keeps the ID across a rename, so a differing name label is no
+    # reason to skip. It may also mean an alert sent straight to
+    # Alertmanager's API, so the audit record says so.
+    if "name" not in labels:
+        return f"; the alert has no name label, the container is named {name}"
+    if labels["name"] != name:
+        return (
+            f"; the alert's name label {excerpt(labels['name'])} differs from "
+            f"the container's name {name}"
+        )
+    return ""
 
 
 def _rfc3339(moment: datetime) -> str:

@@ -43,11 +43,18 @@ _LABEL_KEY = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-/]*$")
 
 
 class SettingsError(Exception):
-    """A flag or environment variable has a value the enforcer cannot use."""
+    """A flag or environment variable has a value the enforcer cannot use.
 
-    def __init__(self, flag: str, message: str) -> None:
-        super().__init__(f"invalid {flag}: {message}")
+    ``flag`` is always the flag's name. ``source`` is where the value came
+    from: the flag, or ``WARDEN_ENFORCER_... (for --flag)`` when the
+    environment set it.
+    """
+
+    def __init__(self, flag: str, message: str, source: str | None = None) -> None:
         self.flag = flag
+        self.message = message
+        self.source = source or flag
+        super().__init__(f"invalid {self.source}: {message}")
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,8 @@ class Settings:
     docker_host: str | None = None
     dry_run: bool = False
     protect: ProtectRules = ProtectRules()
+    # Containers acted on, by re.search on the canonical name; None is every one.
+    guard_name_regex: re.Pattern[str] | None = None
     max_actions_per_minute: int = 10
     stop_grace_seconds: float = 10.0
     tls_cert_file: Path | None = None
@@ -143,6 +152,14 @@ FLAGS = (
         "repeatable or comma-separated (the warden.protect=true label always "
         "protects)",
         metavar="NAME|KEY=VALUE",
+    ),
+    Flag(
+        "--guard.name-regex",
+        "guard_name_regex",
+        "Python regular expression searched (re.search) in a container's name; "
+        "containers whose name does not match are never acted on "
+        "(default: every container)",
+        metavar="REGEX",
     ),
     Flag(
         "--actions.max-per-minute",
@@ -231,20 +248,29 @@ def load_settings(
     """Parse flags and environment into validated settings.
 
     Raises:
-        SettingsError: a value is invalid; the message names the flag.
+        SettingsError: a value is invalid. The message names the flag, or
+            the variable and its flag when the environment set the value.
     """
     environ = os.environ if environ is None else environ
     parser = build_parser()
     args = parser.parse_args(list(argv))
     given = {_dest_of(arg) for arg in argv if arg.startswith("--")}
+    from_environment: set[str] = set()
     values: dict[str, object] = {}
-    for dest, flag in _FLAGS.items():
-        value = getattr(args, dest)
-        variable = env_name(flag)
-        if dest not in given and variable in environ:
-            value = _from_environment(dest, flag, environ[variable])
-        values[dest] = value
-    return _validate(values)
+    try:
+        for dest, flag in _FLAGS.items():
+            value = getattr(args, dest)
+            variable = env_name(flag)
+            if dest not in given and variable in environ:
+                from_environment.add(flag)
+                value = _from_environment(dest, flag, environ[variable])
+            values[dest] = value
+        return _validate(values)
+    except SettingsError as error:
+        if error.flag not in from_environment:
+            raise
+        source = f"{env_name(error.flag)} (for {error.flag})"
+        raise SettingsError(error.flag, error.message, source) from None
 
 
 def _dest_of(arg: str) -> str:
@@ -262,9 +288,7 @@ def _from_environment(dest: str, flag: str, raw: str) -> object:
             return True
         if lowered in ("", "0", "false", "no"):
             return False
-        raise SettingsError(
-            f"{env_name(flag)}", f"{raw!r} is not a boolean; use true or false"
-        )
+        raise SettingsError(flag, f"{raw!r} is not a boolean; use true or false")
     if dest == "protect":
         return [raw]
     return raw
@@ -319,6 +343,7 @@ def _validate(values: Mapping[str, object]) -> Settings:
         docker_host=str(docker_host) if docker_host else None,
         dry_run=bool(values["dry_run"]),
         protect=parse_protect(values["protect"] or []),  # type: ignore[arg-type]
+        guard_name_regex=parse_name_regex(values["guard_name_regex"]),
         max_actions_per_minute=_positive_int(
             "--actions.max-per-minute", str(values["max_actions_per_minute"])
         ),
@@ -420,6 +445,20 @@ def parse_protect(entries: Sequence[str]) -> ProtectRules:
                     f"{item!r} is neither a container name nor key=value",
                 )
     return ProtectRules(names=frozenset(names), labels=frozenset(labels))
+
+
+def parse_name_regex(value: object) -> re.Pattern[str] | None:
+    """Compile ``--guard.name-regex``; None when unset or empty."""
+    if value is None or str(value) == "":
+        return None
+    try:
+        return re.compile(str(value))
+    except re.error as error:
+        raise SettingsError(
+            "--guard.name-regex",
+            f"{str(value)!r} is not a valid Python regular expression ({error}); "
+            "fix the pattern, for example ^sandbox-",
+        ) from None
 
 
 def parse_duration(flag: str, raw: str) -> float:

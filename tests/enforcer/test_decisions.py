@@ -87,7 +87,8 @@ def test_pause_of_paused_is_skipped(
 ) -> None:
     container = run_container()
     container.pause()
-    harness.post(make_notification(make_alert(container.id, action="pause")))
+    alert = make_alert(container.id, action="pause", name=container.name)
+    harness.post(make_notification(alert))
     record = harness.records()[0]
     assert record["result"] == "skipped_not_running"
     assert record["reason"] == "already paused"
@@ -159,7 +160,7 @@ def test_own_container_is_protected(
     client: FlaskClient = app.test_client()
     client.post(
         "/webhook",
-        json=make_notification(make_alert(container.id)),
+        json=make_notification(make_alert(container.id, name=container.name)),
         headers={"Authorization": f"Bearer {TOKEN}"},
     )
     harness.close()

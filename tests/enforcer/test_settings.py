@@ -246,3 +246,29 @@ def test_bad_dry_run_variable_rejected() -> None:
     with pytest.raises(SettingsError) as caught:
         load_settings([], environ={"WARDEN_ENFORCER_DRY_RUN": "maybe"})
     assert "WARDEN_ENFORCER_DRY_RUN" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "flag"),
+    [
+        ("WARDEN_ENFORCER_ACTIONS_MAX_PER_MINUTE", "0", "--actions.max-per-minute"),
+        ("WARDEN_ENFORCER_STOP_GRACE_PERIOD", "soon", "--stop.grace-period"),
+        ("WARDEN_ENFORCER_WEB_MAX_BODY_BYTES", "huge", "--web.max-body-bytes"),
+        ("WARDEN_ENFORCER_WEB_LISTEN_ADDRESS", "0.0.0.0:1", "--web.listen-address"),
+        ("WARDEN_ENFORCER_LOG_LEVEL", "loud", "--log.level"),
+        ("WARDEN_ENFORCER_PROTECT", "bad name", "--protect"),
+        ("WARDEN_ENFORCER_DRY_RUN", "maybe", "--dry-run"),
+    ],
+)
+def test_bad_variable_named_with_flag(variable: str, raw: str, flag: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings([], environ={variable: raw})
+    assert str(caught.value).startswith(f"invalid {variable} (for {flag}): ")
+    assert caught.value.flag == flag
+
+
+def test_bad_flag_named_without_variable() -> None:
+    environ = {"WARDEN_ENFORCER_LOG_LEVEL": "info"}
+    with pytest.raises(SettingsError) as caught:
+        load_settings(["--actions.max-per-minute=0"], environ=environ)
+    assert str(caught.value).startswith("invalid --actions.max-per-minute: ")
