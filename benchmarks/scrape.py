@@ -8,7 +8,10 @@ network), then measure on the same containers:
   wall time of a scrape of /metrics at p50 and p95, CPU seconds per scrape
   and the process's resident memory;
 - the stats-API approach: one-shot stats requests, ten at a time, for the
-  whole host, and the ratio of the two.
+  whole host, and the ratio of the two;
+- the standing cost of the background CPU sampler: CPU seconds per second
+  of the exporter while nothing scrapes it, next to a second exporter
+  started with ``--cpu.sample-interval=0`` over the same window.
 
 The stats API costs about a second per container on some hosts. Above
 ``--stats-sample`` containers only that many are requested and the time is
@@ -104,7 +107,7 @@ def free_port() -> int:
 class ExporterProcess:
     """A ``python -m exporter`` child on a loopback port."""
 
-    def __init__(self, log_path: Path) -> None:
+    def __init__(self, log_path: Path, *flags: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/metrics"
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
@@ -116,6 +119,7 @@ class ExporterProcess:
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 "--source=cgroup",
                 "--log.level=warning",
+                *flags,
             ],
             cwd=ROOT,
             stdout=self._log,
@@ -202,6 +206,18 @@ def measure_exporter(exporter: ExporterProcess, scrapes: int) -> dict[str, float
     }
 
 
+def measure_idle(exporters: list[ExporterProcess], seconds: float) -> list[float]:
+    """Return each exporter's CPU seconds per second over one unscraped window."""
+    before = [exporter.cpu_seconds() for exporter in exporters]
+    started = time.monotonic()
+    time.sleep(seconds)
+    elapsed = time.monotonic() - started
+    return [
+        (exporter.cpu_seconds() - first) / elapsed
+        for exporter, first in zip(exporters, before, strict=True)
+    ]
+
+
 def measure_stats_api(ids: list[str]) -> float:
     """Return the wall time of one-shot stats of ``ids``, ten at a time."""
     api = docker.APIClient(version="auto", timeout=120, max_pool_size=STATS_CONCURRENCY)
@@ -218,11 +234,19 @@ def measure_stats_api(ids: list[str]) -> float:
 
 
 def run_count(
-    exporter: ExporterProcess, ids: list[str], scrapes: int, stats_sample: int
+    exporter: ExporterProcess,
+    unsampled: ExporterProcess,
+    ids: list[str],
+    args: argparse.Namespace,
 ) -> None:
     count = len(ids)
     exporter.wait_for(set(ids))
-    result = measure_exporter(exporter, scrapes)
+    unsampled.wait_for(set(ids))
+    sampled_idle, unsampled_idle = measure_idle(
+        [exporter, unsampled], args.idle_seconds
+    )
+    result = measure_exporter(exporter, args.scrapes)
+    stats_sample = args.stats_sample
     sampled = ids[:stats_sample] if count > stats_sample else ids
     stats_time = measure_stats_api(sampled) * count / len(sampled)
     note = (
@@ -241,6 +265,13 @@ def run_count(
         f"  rss {result['rss'] / 2**20:5.1f} MiB"
         f" | stats API {stats_time:7.2f} s ({note})"
         f" | ratio {stats_time / result['p50']:.0f}x",
+        flush=True,
+    )
+    print(
+        f"{count:4d} containers, idle {args.idle_seconds:.0f} s"
+        f" | exporter with sampler {sampled_idle * 1e3:6.2f} ms CPU/s"
+        f"  without {unsampled_idle * 1e3:6.2f} ms CPU/s"
+        f"  sampler {(sampled_idle - unsampled_idle) * 1e3:6.2f} ms CPU/s",
         flush=True,
     )
 
@@ -262,6 +293,13 @@ def parse_args() -> argparse.Namespace:
         help="maximum containers to request from the stats API per count; more "
         "are scaled from this sample (default: 100)",
     )
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=20.0,
+        help="length of the unscraped window that measures the CPU sampler's "
+        "standing cost (default: 20)",
+    )
     return parser.parse_args()
 
 
@@ -280,16 +318,19 @@ def main() -> int:
     print(f"scrape benchmark: {args.scrapes} scrapes per count, prefix {prefix}")
     print(f"exporter log: {log_path}")
     exporter = ExporterProcess(log_path)
+    unsampled_log = log_path.with_name(f"{prefix}-exporter-unsampled.log")
+    unsampled = ExporterProcess(unsampled_log, "--cpu.sample-interval=0")
     ids: list[str] = []
     try:
         for count in counts:
             ids += start_containers(client, prefix, len(ids), count - len(ids))
-            run_count(exporter, ids, args.scrapes, args.stats_sample)
+            run_count(exporter, unsampled, ids, args)
     except KeyboardInterrupt:
         print("interrupted; removing containers")
         return 130
     finally:
         exporter.stop()
+        unsampled.stop()
         remove_containers(client, prefix)
         client.close()
     return 0
