@@ -4,8 +4,11 @@ The checks run in this order, and the first that applies is the decision:
 
 1. ``skipped_resolved``: the alert's own status is not firing. The group's
    status is never a reason to act.
-2. ``skipped_invalid``: the ``action`` label is not kill, stop or pause, or
-   the ``id`` label is not a full 64-hex lowercase container ID.
+2. ``skipped_invalid``: a label is outside the contract that the alert
+   rules follow: ``action`` kill, stop or pause, ``id`` a full 64-hex
+   lowercase container ID, ``violation`` cpu_spike, memory_spike,
+   fork_bomb or combined_anomaly, and ``severity`` critical. The reason
+   names the first such label with an escaped excerpt of its value.
 3. ``duplicate``: the audit log already has a decision for this alert
    occurrence (fingerprint plus startsAt), or another request is deciding
    it now. This comes before any Docker call, so a re-delivery for a
@@ -50,7 +53,7 @@ from enforcer.docker_api import (
     DockerUnavailableError,
     Usage,
 )
-from enforcer.metrics import ACTION_RESULTS, EnforcerMetrics
+from enforcer.metrics import ACTION_RESULTS, KNOWN_VIOLATIONS, EnforcerMetrics
 from enforcer.payload import Alert, excerpt
 from enforcer.ratelimit import SlidingWindowLimiter
 from enforcer.settings import ProtectRules
@@ -58,6 +61,8 @@ from enforcer.settings import ProtectRules
 logger = logging.getLogger(__name__)
 
 ACTIONS = ACTION_RESULTS
+# The only severity that rules asking for enforcement set.
+SEVERITY = "critical"
 PROTECT_LABEL = "warden.protect"
 ROLE_LABEL = "warden.role"
 _CGROUP_ID = re.compile(r"(?:/docker/|docker-)([0-9a-f]{64})(?:\.scope)?\b")
@@ -364,13 +369,28 @@ def _validate(alert: Alert, action: str, container_id: str) -> Decision | None:
     if action not in ACTIONS:
         return Decision(
             "skipped_invalid",
-            f"label action={action!r}; expected one of kill, stop, pause",
+            f"label action={excerpt(action)}; expected one of kill, stop, pause",
         )
     if not FULL_ID.fullmatch(container_id):
         return Decision(
             "skipped_invalid",
-            f"label id={container_id!r}; expected a full 64-hex lowercase ID",
+            f"label id={excerpt(container_id)}; expected a full 64-hex lowercase ID",
         )
+    for label, allowed in (
+        ("violation", sorted(KNOWN_VIOLATIONS)),
+        ("severity", [SEVERITY]),
+    ):
+        if label not in alert.labels:
+            return Decision(
+                "skipped_invalid",
+                f"alert has no {label} label; expected one of {', '.join(allowed)}",
+            )
+        if alert.labels[label] not in allowed:
+            return Decision(
+                "skipped_invalid",
+                f"label {label}={excerpt(alert.labels[label])}; expected one of "
+                f"{', '.join(allowed)}",
+            )
     return None
 
 
