@@ -18,9 +18,9 @@ from prometheus_client import CollectorRegistry
 from enforcer.app import create_app
 from enforcer.audit import AuditError, AuditLog, verify_chain
 from enforcer.docker_api import EngineDocker
+from enforcer.logs import configure_logging
 from enforcer.server import EnforcerServer
 from enforcer.settings import Settings, SettingsError, load_settings
-from exporter.logs import configure_logging
 
 logger = logging.getLogger(__name__)
 
