@@ -39,6 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"warden-enforcer: {error}", file=sys.stderr)
         return EXIT_INVALID
     configure_logging(settings.log_level, settings.log_format)
+    for warning in settings.warnings:
+        logger.warning("%s", warning)
 
     try:
         # Fail at start, not on the first alert; the worker opens its own.

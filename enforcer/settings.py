@@ -12,6 +12,7 @@ import argparse
 import ipaddress
 import os
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +88,8 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     log_level: str = "info"
     log_format: str = "logfmt"
+    # Problems that do not stop the start, for the CLI to log once.
+    warnings: tuple[str, ...] = ()
 
     @property
     def listen_address(self) -> str:
@@ -297,7 +300,16 @@ def _from_environment(dest: str, flag: str, raw: str) -> object:
 def _validate(values: Mapping[str, object]) -> Settings:
     host, port = parse_listen_address(str(values["listen_address"]))
     token_path = _optional_path(values["token_file"])
-    token = read_token(token_path) if token_path is not None else None
+    token = None
+    warnings: list[str] = []
+    if token_path is not None:
+        token, mode = read_token(token_path)
+        if mode & (stat.S_IRGRP | stat.S_IWGRP | stat.S_IROTH):
+            warnings.append(
+                f"--webhook.token-file {str(token_path)!r} has mode "
+                f"{mode:04o}, so other users can read or change the token; "
+                f"run chmod 600 {token_path}"
+            )
     if token is None and not is_loopback(host):
         raise SettingsError(
             "--web.listen-address",
@@ -357,6 +369,7 @@ def _validate(values: Mapping[str, object]) -> Settings:
         ),
         log_level=log_level,
         log_format=log_format,
+        warnings=tuple(warnings),
     )
 
 
@@ -392,21 +405,32 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def read_token(path: Path) -> str:
-    """Read the bearer token, without one trailing newline.
+def read_token(path: Path) -> tuple[str, int]:
+    """Read the bearer token, without one trailing newline, and its file's mode.
 
     Raises:
-        SettingsError: the file is unreadable or the token is empty. The
-            message names the path, never the content.
+        SettingsError: the file is unreadable, writable by others, or holds
+            no token or more than one line. The message names the path,
+            never the content.
     """
     flag = "--webhook.token-file"
     try:
-        raw = path.read_text(encoding="utf-8")
+        # fstat on the open file, so the mode checked is that of the file read.
+        with path.open("rb") as file:
+            mode = stat.S_IMODE(os.fstat(file.fileno()).st_mode)
+            data = file.read()
+        raw = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as error:
         reason = getattr(error, "strerror", None) or type(error).__name__
         raise SettingsError(
             flag, f"cannot read {str(path)!r} ({reason}); check the path and mode"
         ) from None
+    if mode & stat.S_IWOTH:
+        raise SettingsError(
+            flag,
+            f"{str(path)!r} has mode {mode:04o}, so any user can replace the "
+            f"token; run chmod 600 {path}",
+        )
     token = raw[:-1] if raw.endswith("\n") else raw
     token = token[:-1] if token.endswith("\r") else token
     if not token.strip():
@@ -417,7 +441,7 @@ def read_token(path: Path) -> str:
         raise SettingsError(
             flag, f"{str(path)!r} has more than one line; keep only the token"
         )
-    return token
+    return token, mode
 
 
 def parse_protect(entries: Sequence[str]) -> ProtectRules:

@@ -154,3 +154,37 @@ def test_module_entry_point_runs() -> None:
     )
     assert result.returncode == 0
     assert "warden-enforcer" in result.stdout
+
+
+def test_readable_token_warned_once(servers: ServerFactory, tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("very-secret-token\n")
+    token.chmod(0o644)
+    port = free_port()
+    server = servers.start(
+        "enforcer",
+        [
+            ENFORCER,
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--webhook.token-file={token}",
+            f"--audit.path={tmp_path / 'audit.jsonl'}",
+        ],
+        port,
+        ready_path="/healthz",
+    )
+    server.stop()
+    warnings = [line for line in server.log().splitlines() if "mode 0644" in line]
+    assert len(warnings) == 1
+    assert "level=warning" in warnings[0]
+    assert str(token) in warnings[0]
+    assert "very-secret-token" not in server.log()
+
+
+def test_token_writable_by_others_exits_two(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("very-secret-token\n")
+    token.chmod(0o666)
+    result = run(f"--webhook.token-file={token}")
+    assert result.returncode == 2
+    assert "invalid --webhook.token-file" in result.stderr
+    assert "mode 0666" in result.stderr

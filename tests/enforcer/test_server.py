@@ -33,6 +33,7 @@ def start_enforcer(
 ) -> Server:
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
+    token_file.chmod(0o600)
     port = free_port()
     argv = [
         ENFORCER,

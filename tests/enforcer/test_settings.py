@@ -272,3 +272,35 @@ def test_bad_flag_named_without_variable() -> None:
     with pytest.raises(SettingsError) as caught:
         load_settings(["--actions.max-per-minute=0"], environ=environ)
     assert str(caught.value).startswith("invalid --actions.max-per-minute: ")
+
+
+@pytest.mark.parametrize("mode", [0o666, 0o602, 0o777])
+def test_token_writable_by_others_rejected(tmp_path: Path, mode: int) -> None:
+    path = token_file(tmp_path, "very-secret-token\n")
+    path.chmod(mode)
+    with pytest.raises(SettingsError) as caught:
+        load_settings([f"--webhook.token-file={path}"], environ={})
+    assert caught.value.flag == "--webhook.token-file"
+    assert f"{mode:04o}" in str(caught.value)
+    assert f"chmod 600 {path}" in str(caught.value)
+    assert "very-secret-token" not in str(caught.value)
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o644, 0o604, 0o620])
+def test_token_readable_by_others_warns(tmp_path: Path, mode: int) -> None:
+    path = token_file(tmp_path, "very-secret-token\n")
+    path.chmod(mode)
+    settings = load_settings([f"--webhook.token-file={path}"], environ={})
+    assert settings.token == "very-secret-token"
+    assert len(settings.warnings) == 1
+    assert str(path) in settings.warnings[0]
+    assert f"{mode:04o}" in settings.warnings[0]
+    assert "very-secret-token" not in settings.warnings[0]
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o400])
+def test_private_token_gives_no_warning(tmp_path: Path, mode: int) -> None:
+    path = token_file(tmp_path)
+    path.chmod(mode)
+    settings = load_settings([f"--webhook.token-file={path}"], environ={})
+    assert settings.warnings == ()
