@@ -2,7 +2,8 @@
 
 ``warden-enforcer [FLAGS]`` serves the webhook. ``warden-enforcer
 verify-audit PATH`` checks the hash chain of an audit log. It exits 0 when
-the chain is intact, 1 when it is broken and 2 when the file is missing.
+the chain is intact, 1 when it is broken and 2 when PATH is missing or is
+not a regular file.
 """
 
 from __future__ import annotations
@@ -20,7 +21,12 @@ from enforcer.audit import AuditError, AuditLog, verify_chain
 from enforcer.docker_api import EngineDocker
 from enforcer.logs import configure_logging
 from enforcer.server import EnforcerServer
-from enforcer.settings import Settings, SettingsError, load_settings
+from enforcer.settings import (
+    DEFAULT_AUDIT_PATH,
+    Settings,
+    SettingsError,
+    load_settings,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -88,10 +94,19 @@ def verify_audit(args: Sequence[str]) -> int:
         print("usage: warden-enforcer verify-audit PATH", file=sys.stderr)
         return EXIT_INVALID
     path = Path(args[0])
-    if not path.is_file():
+    if path.is_dir():
+        problem = "is a directory"
+    elif not path.exists():
+        problem = "not found"
+    elif not path.is_file():
+        problem = "is not a regular file"
+    else:
+        problem = ""
+    if problem:
         print(
-            f"warden-enforcer: audit log {str(path)!r} not found; give the file "
-            "that --audit.path names",
+            f"warden-enforcer: audit log {str(path)!r} {problem}; expected the "
+            "JSON lines file that --audit.path names, such as "
+            f"{DEFAULT_AUDIT_PATH}",
             file=sys.stderr,
         )
         return EXIT_INVALID

@@ -409,7 +409,7 @@ def read_token(path: Path) -> tuple[str, int]:
     """Read the bearer token, without one trailing newline, and its file's mode.
 
     Raises:
-        SettingsError: the file is unreadable, writable by others, or holds
+        SettingsError: the file is unreadable, writable by others, or contains
             no token or more than one line. The message names the path,
             never the content.
     """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -115,6 +116,22 @@ def test_verify_audit_missing_exits_two(tmp_path: Path) -> None:
     result = run("verify-audit", str(tmp_path / "none.jsonl"))
     assert result.returncode == 2
     assert "not found" in result.stderr
+
+
+def test_verify_audit_directory_exits_two(tmp_path: Path) -> None:
+    result = run("verify-audit", str(tmp_path))
+    assert result.returncode == 2
+    assert f"{str(tmp_path)!r} is a directory" in result.stderr
+    assert "expected the JSON lines file that --audit.path names" in result.stderr
+    assert "not found" not in result.stderr
+
+
+def test_verify_audit_fifo_exits_two(tmp_path: Path) -> None:
+    fifo = tmp_path / "audit.jsonl"
+    os.mkfifo(fifo)
+    result = run("verify-audit", str(fifo))
+    assert result.returncode == 2
+    assert "is not a regular file" in result.stderr
 
 
 def test_verify_audit_without_path_exits_two() -> None:
