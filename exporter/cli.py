@@ -177,9 +177,6 @@ def start_sampler(
 
     discovery.on_remove = forget
     discovery.on_add = sampler.add
-    # Containers found before the sampler existed get their baseline now,
-    # so that the first tick already gives them a value.
-    sampler.tick()
     sampler.start()
     return sampler
 

@@ -1,7 +1,7 @@
 """A background sampler of CPU usage counters, so utilization is fresh.
 
 Without it, utilization is measured between two scrapes: after a load
-starts, the first scrape sees a partly loaded interval, and a new
+starts, the first scrape covers a partly loaded interval, and a new
 container has no value before its second scrape. The sampler reads only
 the CPU usage counter of every known container each ``interval`` seconds.
 A scrape then publishes the utilization between the sampler's two latest
@@ -21,6 +21,12 @@ from exporter.cpu import CpuUtilizationTracker
 from exporter.model import ContainerGoneError, ContainerInfo, ContainerSample
 
 log = logging.getLogger(__name__)
+
+# A read this soon after the previous one, in sample intervals, is skipped
+# and the previous read stays the baseline. A few milliseconds of a
+# container throttled by its CFS quota (100 ms periods by default) show
+# either no CPU or a full core, so such an interval gives a wrong value.
+MIN_INTERVAL_FRACTION = 0.5
 
 # A value is dropped once its interval ended this many sample intervals ago,
 # for example while the sampler thread is stalled. Three leaves room for a
@@ -79,6 +85,7 @@ class CpuSampler:
         self._reading = threading.Lock()
         self._lock = threading.Lock()
         self._latest: dict[str, _Latest] = {}
+        self._read_at: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._behind = False
@@ -116,6 +123,8 @@ class CpuSampler:
                 log.debug("not sampling container %s: %s", container.id, error)
                 self._drop(container.id)
                 return
+            if self._too_soon(container.id, reading):
+                return
             utilization = self._tracker.update(container.id, reading)
             now = self.clock()
             with self._lock:
@@ -129,11 +138,25 @@ class CpuSampler:
                 "sampling container %s failed: %s %s", container.id, kind, message
             )
 
+    def _too_soon(self, container_id: str, reading: ContainerSample) -> bool:
+        # The caller must have acquired self._reading.
+        clock = reading.cpu_clock_seconds
+        if clock is None or reading.cpu_usage_seconds is None:
+            return False
+        previous = self._read_at.get(container_id)
+        if previous is not None and clock - previous < (
+            MIN_INTERVAL_FRACTION * self.interval
+        ):
+            return True
+        self._read_at[container_id] = clock
+        return False
+
     def add(self, container: ContainerInfo) -> None:
         """Take a baseline read of a container that just started.
 
-        Discovery calls this from its own thread, so that the next tick
-        already gives a value. An error is logged and never raised.
+        Discovery calls this from its own thread, so that the first tick at
+        least half an interval later gives a value. An error is logged and
+        never raised.
         """
         try:
             self.sample(container)
@@ -156,6 +179,7 @@ class CpuSampler:
     def _drop(self, container_id: str) -> None:
         # The caller must have acquired self._reading.
         self._tracker.forget(container_id)
+        self._read_at.pop(container_id, None)
         with self._lock:
             self._latest.pop(container_id, None)
 
@@ -163,12 +187,15 @@ class CpuSampler:
         """Drop everything known about containers not in ``container_ids``."""
         with self._reading:
             self._tracker.retain(container_ids)
+            for container_id in set(self._read_at) - container_ids:
+                del self._read_at[container_id]
         with self._lock:
             for container_id in set(self._latest) - container_ids:
                 del self._latest[container_id]
 
     def start(self) -> None:
-        """Start the background thread that calls :meth:`tick`."""
+        """Take a first round of reads, then start the thread that repeats it."""
+        self._tick_safely()
         self._thread = threading.Thread(
             target=self._run, name="warden-cpu-sampler", daemon=True
         )
@@ -187,20 +214,20 @@ class CpuSampler:
 
     def _run(self) -> None:
         log.info("sampling CPU usage every %s s", self.interval)
-        due = self.clock()
-        while not self._stop.is_set():
+        due = self.clock() + self.interval
+        while not self._stop.wait(max(due - self.clock(), 0.0)):
             started = self.clock()
             self._tick_safely()
-            duration = self.clock() - started
+            finished = self.clock()
             due += self.interval
-            now = self.clock()
-            if due < now:
-                self._fell_behind(duration)
-                due = now
+            if due < finished:
+                # The tick overran the next due time, so the missed ticks
+                # are dropped and the next one starts at once.
+                self._fell_behind(finished - started)
+                due = finished
             elif self._behind:
                 log.info("CPU sampler keeps up with its interval again")
                 self._behind = False
-            self._stop.wait(due - now)
 
     def _tick_safely(self) -> None:
         try:

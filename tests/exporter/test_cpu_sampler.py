@@ -313,3 +313,34 @@ def test_thread_ticks_until_stopped(counters: FakeCounters) -> None:
 def test_zero_interval_rejected(counters: FakeCounters) -> None:
     with pytest.raises(ValueError, match="above 0"):
         CpuSampler(lambda: [], counters, 0)
+
+
+def test_read_soon_after_baseline_skipped(
+    clock: FakeClock, counters: FakeCounters
+) -> None:
+    # A baseline taken at a start event, then a tick a few milliseconds
+    # later: that interval would show either no CPU or a full core.
+    discovery = FakeDiscovery([make_info(HEX_A, "a")])
+    sampler = build_sampler(discovery, counters, clock)
+    counters.usage[HEX_A] = 10.0
+    sampler.add(discovery.items[0])
+    clock.now += 0.005
+    counters.usage[HEX_A] = 10.005
+    sampler.tick()
+    too_soon = sampler.cores(HEX_A)
+    clock.now += INTERVAL
+    counters.usage[HEX_A] = 10.255
+    sampler.tick()
+    assert too_soon is None
+    assert sampler.cores(HEX_A) == pytest.approx(0.255 / 1.005)
+
+
+def test_start_takes_first_reads(counters: FakeCounters) -> None:
+    info = make_info(HEX_A, "a")
+    counters.usage[HEX_A] = 1.0
+    sampler = CpuSampler(lambda: [info], counters, 60.0)
+    sampler.start()
+    try:
+        assert counters.reads == [HEX_A]
+    finally:
+        sampler.stop()
