@@ -35,9 +35,11 @@ import docker
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from alerts.policy import load_policy
-from deploy.config import DEFAULT_PORTS, StackSettings, read_token
+from deploy.config import DEFAULT_PORTS, StackSettings
+from deploy.credentials import read_token
 from deploy.events import EventsClient, first_actions
-from deploy.stack import Stack, committed_rule_files
+from deploy.options import committed_rule_files
+from deploy.stack import Stack
 from deploy.workloads import (
     VIOLATIONS,
     Started,

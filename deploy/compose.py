@@ -43,6 +43,9 @@ def compose_settings() -> StackSettings:
         },
         rule_files=[RULES_PATH],
         webhook_token_file=TOKEN_SECRET,
+        # Alertmanager's port is not published, so only the services on the
+        # Compose network reach it, and every one of them is Warden's own.
+        alertmanager_auth=False,
     )
 
 

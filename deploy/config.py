@@ -8,9 +8,7 @@ configs with ``promtool`` and ``amtool`` before any process starts.
 from __future__ import annotations
 
 import logging
-import os
 import re
-import secrets
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -19,6 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from deploy.credentials import (
+    ALERTMANAGER_USER,
+    StackCredentials,
+    write_alertmanager_credentials,
+    write_token,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -72,10 +77,17 @@ class StackSettings:
     # The token file as Alertmanager sees it, when that differs from
     # ``token_path`` (a Compose secret, for example).
     webhook_token_file: Path | None = None
+    # Whether Alertmanager requires a password. Compose turns it off and
+    # publishes no Alertmanager port instead.
+    alertmanager_auth: bool = True
+
+    @property
+    def credentials(self) -> StackCredentials:
+        return StackCredentials(self.state)
 
     @property
     def token_path(self) -> Path:
-        return self.state / "token"
+        return self.credentials.token_path
 
     @property
     def audit_path(self) -> Path:
@@ -96,68 +108,6 @@ class StackSettings:
     def url(self, part: str) -> str:
         """Return the base URL by which the other parts reach ``part``."""
         return f"http://{self.address(part)}"
-
-
-def settings_from_environment(
-    environ: Mapping[str, str] | None = None, **overrides: Any
-) -> StackSettings:
-    """Build stack settings from ``WARDEN_*`` variables and keyword overrides.
-
-    Raises:
-        StackConfigError: a port is not a number in 1-65535 or the name
-            filter is not a valid regular expression.
-    """
-    environ = os.environ if environ is None else environ
-    state = Path(environ.get("WARDEN_STATE") or REPOSITORY_ROOT / ".warden")
-    ports = {}
-    for part, default in DEFAULT_PORTS.items():
-        variable = f"WARDEN_STACK_{part.upper()}_PORT"
-        ports[part] = parse_port(environ.get(variable, str(default)), variable)
-    values: dict[str, Any] = {
-        "state": state.resolve(),
-        "ports": ports,
-        "name_regex": environ.get("WARDEN_CONTAINER_NAME_REGEX", ""),
-        "dry_run": environ.get("WARDEN_STACK_DRY_RUN", "").lower()
-        in ("1", "true", "yes"),
-    }
-    values.update({key: value for key, value in overrides.items() if value})
-    if overrides.get("ports"):
-        values["ports"] = {**ports, **overrides["ports"]}
-    settings = StackSettings(**values)
-    validate_name_regex(settings.name_regex)
-    return settings
-
-
-def parse_port(text: str, source: str) -> int:
-    """Parse a TCP port number, naming ``source`` when it is invalid."""
-    try:
-        port = int(text)
-    except ValueError:
-        port = 0
-    if not 1 <= port <= 65535:
-        raise StackConfigError(
-            f"{source}={text!r} is not a TCP port; expected a number in 1-65535"
-        )
-    return port
-
-
-def validate_name_regex(regex: str) -> None:
-    """Reject a name filter that Python or Prometheus (RE2) cannot compile."""
-    try:
-        re.compile(regex)
-    except re.error as error:
-        raise StackConfigError(
-            f"WARDEN_CONTAINER_NAME_REGEX={regex!r} is not a valid regular "
-            f"expression ({error}); give a pattern such as '^sandbox-'"
-        ) from None
-    # Look-arounds and back-references are Python only, and Prometheus would
-    # reject the config much later with a less helpful message.
-    if re.search(r"\(\?[=!<]|\\[1-9]", regex):
-        raise StackConfigError(
-            f"WARDEN_CONTAINER_NAME_REGEX={regex!r} uses a look-around or a "
-            "back-reference, which Prometheus (RE2) does not support; "
-            "write it without them"
-        )
 
 
 def name_matches(settings: StackSettings, name: str) -> bool:
@@ -204,9 +154,22 @@ def name_filter_relabeling(name_regex: str) -> list[dict[str, Any]]:
     ]
 
 
+def alertmanager_client(settings: StackSettings) -> dict[str, Any]:
+    """Return how Prometheus logs in to Alertmanager, empty without a password."""
+    if not settings.alertmanager_auth:
+        return {}
+    return {
+        "basic_auth": {
+            "username": ALERTMANAGER_USER,
+            "password_file": str(settings.credentials.password_path),
+        }
+    }
+
+
 def prometheus_config(settings: StackSettings) -> dict[str, Any]:
     """Build the Prometheus config of the local stack."""
     interval = duration(settings.scrape_interval_seconds)
+    login = alertmanager_client(settings)
     exporter_job: dict[str, Any] = {
         "job_name": EXPORTER_JOB,
         "static_configs": [{"targets": [settings.address("exporter")]}],
@@ -223,7 +186,10 @@ def prometheus_config(settings: StackSettings) -> dict[str, Any]:
         "rule_files": [str(path) for path in settings.rule_files],
         "alerting": {
             "alertmanagers": [
-                {"static_configs": [{"targets": [settings.address("alertmanager")]}]}
+                {
+                    **login,
+                    "static_configs": [{"targets": [settings.address("alertmanager")]}],
+                }
             ]
         },
         "scrape_configs": [
@@ -238,6 +204,7 @@ def prometheus_config(settings: StackSettings) -> dict[str, Any]:
             },
             {
                 "job_name": "alertmanager",
+                **login,
                 "static_configs": [{"targets": [settings.address("alertmanager")]}],
             },
         ],
@@ -293,39 +260,20 @@ def alertmanager_config(settings: StackSettings) -> dict[str, Any]:
     }
 
 
-def write_token(path: Path) -> str:
-    """Write a fresh random webhook token readable by its owner only."""
-    token = secrets.token_urlsafe(32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.unlink(missing_ok=True)
-    # Create with mode 0600, so the token is never readable by others.
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as file:
-        file.write(token + "\n")
-    return token
-
-
-def read_token(state: Path) -> str:
-    """Read the webhook token that ``make up`` wrote into the state folder."""
-    path = state / "token"
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        raise StackConfigError(
-            f"token file {path} not found; start the stack with `make up` first "
-            "or set WARDEN_STATE to the state folder of a running stack"
-        ) from None
-
-
 def write_configs(settings: StackSettings, fresh_token: bool) -> None:
-    """Write both configs and the token into the state folder.
+    """Write both configs, the token and the password into the state folder.
 
-    With ``fresh_token`` false an existing token is kept, so that rewriting
-    the configs does not lock out a stack that is running.
+    With ``fresh_token`` false an existing token and password are kept, so
+    that rewriting the configs does not lock out a stack that is running.
     """
     settings.state.mkdir(parents=True, exist_ok=True)
-    if fresh_token or not settings.token_path.exists():
-        write_token(settings.token_path)
+    credentials = settings.credentials
+    if fresh_token or not credentials.token_path.exists():
+        write_token(credentials.token_path)
+    if settings.alertmanager_auth and (
+        fresh_token or not credentials.password_path.exists()
+    ):
+        write_alertmanager_credentials(credentials)
     for path, config in (
         (settings.prometheus_config_path, prometheus_config(settings)),
         (settings.alertmanager_config_path, alertmanager_config(settings)),
@@ -340,10 +288,13 @@ def check_configs(settings: StackSettings) -> None:
     Raises:
         StackConfigError: a tool is missing or rejects its config.
     """
-    checks = (
+    checks = [
         ("promtool", ["check", "config", str(settings.prometheus_config_path)]),
         ("amtool", ["check-config", str(settings.alertmanager_config_path)]),
-    )
+    ]
+    if settings.alertmanager_auth:
+        web_config = str(settings.credentials.web_config_path)
+        checks.append(("promtool", ["check", "web-config", web_config]))
     for tool, arguments in checks:
         binary = shutil.which(tool)
         if binary is None:

@@ -24,13 +24,10 @@ from typing import Any
 import docker
 import docker.errors
 
-from deploy.config import (
-    StackConfigError,
-    StackSettings,
-    read_token,
-    settings_from_environment,
-)
+from deploy.config import StackConfigError, StackSettings
+from deploy.credentials import CredentialsError, read_token
 from deploy.events import EventsClient, EventsError, first_actions
+from deploy.options import settings_from_environment
 from deploy.workloads import (
     COMBINED,
     CPU_SPIKE,
@@ -221,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_from_environment()
         return run_demo(settings, arguments.prefix, arguments.timeout)
-    except (DemoError, StackConfigError, EventsError) as error:
+    except (DemoError, StackConfigError, CredentialsError, EventsError) as error:
         print(f"demo: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -17,7 +17,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -56,6 +56,8 @@ class ProcessSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     # Where to change the port when it is taken.
     port_setting: str = ""
+    # Headers of each health check, such as a login; called per check.
+    health_headers: Callable[[], Mapping[str, str]] = dict
 
     @property
     def url(self) -> str:
@@ -122,9 +124,12 @@ class StackProcess:
 
     def healthy(self) -> bool:
         """Tell whether the health URL returns status 200 right now."""
-        url = self.spec.url + self.spec.health_path
+        request = urllib.request.Request(
+            self.spec.url + self.spec.health_path,
+            headers=dict(self.spec.health_headers()),
+        )
         try:
-            with urllib.request.urlopen(url, timeout=1) as response:
+            with urllib.request.urlopen(request, timeout=1) as response:
                 return bool(response.status == 200)
         except (OSError, urllib.error.URLError):
             return False

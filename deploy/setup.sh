@@ -55,6 +55,6 @@ if [[ ! -f "$stamp" || "$root/pyproject.toml" -nt "$stamp" ]]; then
   echo "setup: creating the virtual environment in $venv"
   "$python" -m venv "$venv"
   "$venv/bin/pip" install -q --upgrade pip
-  "$venv/bin/pip" install -q -e "$root[dev]"
+  "$venv/bin/pip" install -q -e "$root[dev,stack]"
   touch "$stamp"
 fi

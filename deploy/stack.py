@@ -8,27 +8,28 @@ rest, and the command exits non-zero.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import shutil
 import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
 
 from deploy.config import (
-    DEFAULT_PORTS,
-    DEFAULT_RULES_FOLDER,
     StackConfigError,
     StackSettings,
     check_configs,
-    duration,
-    settings_from_environment,
     write_configs,
 )
+from deploy.credentials import (
+    ALERTMANAGER_USER,
+    basic_auth_header,
+    read_alertmanager_password,
+)
+from deploy.options import build_parser, settings_from_arguments
 from deploy.processes import (
     ProcessSpec,
     StackProcess,
@@ -40,17 +41,6 @@ from deploy.processes import (
 logger = logging.getLogger(__name__)
 
 START_TIMEOUT_SECONDS = 60.0
-
-
-def committed_rule_files(folder: Path = DEFAULT_RULES_FOLDER) -> list[Path]:
-    """Return the Prometheus rule file rendered from the committed policy."""
-    path = folder / "rules.yml"
-    if not path.exists():
-        raise StackConfigError(
-            f"rule file {path} not found; render it from the policy with "
-            "`warden-alerts`, or pass --rules"
-        )
-    return [path]
 
 
 def executable(name: str) -> str:
@@ -67,6 +57,29 @@ def executable(name: str) -> str:
     return found
 
 
+def alertmanager_web_flags(settings: StackSettings) -> list[str]:
+    """Return Alertmanager's flag for its web config, which requires a password."""
+    if not settings.alertmanager_auth:
+        return []
+    return [f"--web.config.file={settings.credentials.web_config_path}"]
+
+
+def alertmanager_headers(settings: StackSettings) -> Callable[[], dict[str, str]]:
+    """Return a function giving the headers of Alertmanager's health check.
+
+    The password is read when the check runs, because each start writes a
+    new one.
+    """
+
+    def headers() -> dict[str, str]:
+        if not settings.alertmanager_auth:
+            return {}
+        password = read_alertmanager_password(settings.state)
+        return {"Authorization": basic_auth_header(password)}
+
+    return headers
+
+
 def process_specs(settings: StackSettings) -> list[ProcessSpec]:
     """Describe the four processes of the stack, in order of start."""
     state = settings.state
@@ -78,6 +91,11 @@ def process_specs(settings: StackSettings) -> list[ProcessSpec]:
         f"--audit.path={settings.audit_path}",
         *settings.enforcer_flags,
     ]
+    # The enforcer checks the name filter again, so that an alert that did
+    # not come from the filtered metrics (one posted to Alertmanager's API,
+    # say) cannot reach a container outside it.
+    if settings.name_regex:
+        enforcer_argv.append(f"--guard.name-regex={settings.name_regex}")
     if settings.dry_run:
         enforcer_argv.append("--dry-run")
     return [
@@ -106,9 +124,11 @@ def process_specs(settings: StackSettings) -> list[ProcessSpec]:
                 f"--storage.path={state / 'alertmanager-data'}",
                 f"--web.listen-address=127.0.0.1:{ports['alertmanager']}",
                 "--cluster.listen-address=",
+                *alertmanager_web_flags(settings),
             ],
             port=ports["alertmanager"],
             health_path="/-/ready",
+            health_headers=alertmanager_headers(settings),
             port_setting="WARDEN_STACK_ALERTMANAGER_PORT",
         ),
         ProcessSpec(
@@ -117,8 +137,9 @@ def process_specs(settings: StackSettings) -> list[ProcessSpec]:
                 executable("prometheus"),
                 f"--config.file={settings.prometheus_config_path}",
                 f"--storage.tsdb.path={state / 'prometheus-data'}",
+                # No --web.enable-lifecycle: nothing here reloads or stops
+                # Prometheus over HTTP, and /-/quit needs no password.
                 f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
-                "--web.enable-lifecycle",
             ],
             port=ports["prometheus"],
             health_path="/-/ready",
@@ -204,7 +225,8 @@ def print_summary(settings: StackSettings, rule_files: Sequence[Path]) -> None:
         f"  exporter      {settings.url('exporter')}/metrics",
         f"  enforcer      {settings.url('enforcer')}/events (bearer token)",
         f"  prometheus    {settings.url('prometheus')}/alerts",
-        f"  alertmanager  {settings.url('alertmanager')}",
+        f"  alertmanager  {settings.url('alertmanager')} (user "
+        f"{ALERTMANAGER_USER}, password in {settings.credentials.password_path})",
         f"  audit log     {settings.audit_path}",
         f"  token         {settings.token_path}",
         f"  logs          {settings.state}/<part>.log",
@@ -216,73 +238,6 @@ def print_summary(settings: StackSettings, rule_files: Sequence[Path]) -> None:
     print("\n".join(lines), flush=True)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Build the parser of the stack's commands and flags."""
-    parser = argparse.ArgumentParser(
-        prog="python -m deploy.stack",
-        description="Run Warden's exporter, enforcer, Prometheus and "
-        "Alertmanager on 127.0.0.1. Each flag defaults to the environment "
-        "variable named in its help.",
-    )
-    parser.add_argument(
-        "command",
-        choices=["up", "config"],
-        help="up: run the stack until Ctrl-C; config: write and check the configs only",
-    )
-    parser.add_argument(
-        "--state", type=Path, help="state folder (WARDEN_STATE, default .warden/)"
-    )
-    for part, default in DEFAULT_PORTS.items():
-        parser.add_argument(
-            f"--{part}-port",
-            type=int,
-            help=f"{part} port on 127.0.0.1 "
-            f"(WARDEN_STACK_{part.upper()}_PORT, default {default})",
-        )
-    parser.add_argument(
-        "--name-regex",
-        help="guard only containers whose name matches this regular "
-        "expression (WARDEN_CONTAINER_NAME_REGEX, default every container)",
-    )
-    parser.add_argument(
-        "--rules",
-        type=Path,
-        action="append",
-        help="Prometheus rule file to load instead of alerts/rules.yml; repeatable",
-    )
-    parser.add_argument(
-        "--scrape-interval",
-        type=float,
-        default=5.0,
-        help="seconds between scrapes and between rule evaluations; must match "
-        "the interval of the rules (default 5)",
-    )
-    parser.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="record decisions but touch no container (WARDEN_STACK_DRY_RUN)",
-    )
-    return parser
-
-
-def settings_from_arguments(arguments: argparse.Namespace) -> StackSettings:
-    """Combine the flags with the environment into stack settings."""
-    ports = {
-        part: getattr(arguments, f"{part}_port")
-        for part in DEFAULT_PORTS
-        if getattr(arguments, f"{part}_port")
-    }
-    return settings_from_environment(
-        state=arguments.state.resolve() if arguments.state else None,
-        ports=ports,
-        name_regex=arguments.name_regex,
-        rule_files=arguments.rules or committed_rule_files(),
-        scrape_interval_seconds=arguments.scrape_interval,
-        evaluation_interval_seconds=arguments.scrape_interval,
-        dry_run=arguments.dry_run,
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a stack command and return the exit status."""
     logging.basicConfig(
@@ -291,7 +246,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     try:
         settings = settings_from_arguments(arguments)
-        duration(settings.scrape_interval_seconds)
     except StackConfigError as error:
         print(f"stack: {error}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ import threading
 import urllib.parse
 from pathlib import Path
 
+import bcrypt
 import pytest
 import yaml
 
@@ -26,11 +27,11 @@ from deploy.config import (
     alertmanager_config,
     check_configs,
     prometheus_config,
-    settings_from_environment,
     write_configs,
 )
+from deploy.options import settings_from_environment
 from deploy.processes import ProcessSpec, StackProcessError, check_port_free
-from deploy.stack import Stack
+from deploy.stack import Stack, process_specs
 from tests.services import (
     ServerFactory,
     free_port,
@@ -346,3 +347,49 @@ def test_generated_config_is_yaml_on_disk(tmp_path: Path) -> None:
     write_configs(settings, fresh_token=True)
     on_disk = yaml.safe_load(settings.prometheus_config_path.read_text())
     assert on_disk == prometheus_config(settings)
+
+
+def test_alertmanager_password_is_fresh_and_private(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    credentials = settings.credentials
+    write_configs(settings, fresh_token=True)
+    first = credentials.password_path.read_text()
+    write_configs(settings, fresh_token=True)
+    second = credentials.password_path.read_text()
+    for path in (credentials.password_path, credentials.web_config_path):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert first != second
+    assert len(second.strip()) >= 32
+
+
+def test_web_config_holds_only_the_hash(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    write_configs(settings, fresh_token=True)
+    password = settings.credentials.password_path.read_text().strip()
+    web_config = yaml.safe_load(settings.credentials.web_config_path.read_text())
+    hashed = web_config["basic_auth_users"]["warden"]
+    assert password not in settings.credentials.web_config_path.read_text()
+    assert bcrypt.checkpw(password.encode(), hashed.encode())
+
+
+def test_prometheus_logs_in_to_alertmanager(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    config = prometheus_config(settings)
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    expected = {
+        "username": "warden",
+        "password_file": str(settings.credentials.password_path),
+    }
+    assert config["alerting"]["alertmanagers"][0]["basic_auth"] == expected
+    assert jobs["alertmanager"]["basic_auth"] == expected
+
+
+def test_stack_passes_filter_and_no_lifecycle(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, name_regex="^sandbox-")
+    argv = {spec.name: list(spec.argv) for spec in process_specs(settings)}
+    assert "--guard.name-regex=^sandbox-" in argv["enforcer"]
+    assert "--web.enable-lifecycle" not in argv["prometheus"]
+    assert (
+        f"--web.config.file={settings.credentials.web_config_path}"
+        in argv["alertmanager"]
+    )

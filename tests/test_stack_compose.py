@@ -52,9 +52,14 @@ def test_compose_services_are_protected(tmp_path: Path) -> None:
 def test_compose_ports_bind_loopback(tmp_path: Path) -> None:
     services = resolved_compose(tmp_path)["services"]
     for name in SERVICES:
-        for port in services[name]["ports"]:
+        for port in services[name].get("ports", []):
             # docker-compose 1.29 prints short syntax: host_ip:published:target
             assert port.startswith("127.0.0.1:"), (name, port)
+
+
+def test_compose_alertmanager_publishes_no_port(tmp_path: Path) -> None:
+    services = resolved_compose(tmp_path)["services"]
+    assert "ports" not in services["alertmanager"]
 
 
 def test_compose_exporter_mounts_read_only(tmp_path: Path) -> None:

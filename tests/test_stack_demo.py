@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.config import StackConfigError, StackSettings, read_token
+from deploy.config import StackSettings
+from deploy.credentials import CredentialsError, read_token
 from deploy.demo import DemoError, check_name_filter
 from deploy.events import first_actions
 from deploy.workloads import parse_docker_time
@@ -49,7 +50,7 @@ def test_first_actions_skip_decisions_without_action() -> None:
 
 
 def test_missing_token_names_the_fix(tmp_path: Path) -> None:
-    with pytest.raises(StackConfigError) as raised:
+    with pytest.raises(CredentialsError) as raised:
         read_token(tmp_path)
     assert str(tmp_path / "token") in str(raised.value)
     assert "make up" in str(raised.value)

@@ -17,7 +17,8 @@ import pytest
 from alerts.policy import load_policy
 from alerts.render import render_rules
 from deploy.config import StackSettings
-from deploy.stack import Stack, committed_rule_files
+from deploy.options import committed_rule_files
+from deploy.stack import Stack
 from deploy.workloads import remove_labelled
 from tests.services import free_port, require_binary
 

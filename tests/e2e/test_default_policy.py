@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import docker
 import pytest
 
-from deploy.config import read_token
+from deploy.credentials import read_token
 from deploy.events import EventsClient, first_actions
 from deploy.stack import Stack
 from deploy.workloads import (

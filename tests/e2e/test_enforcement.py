@@ -17,7 +17,7 @@ from typing import Any
 import docker
 import pytest
 
-from deploy.config import read_token
+from deploy.credentials import read_token
 from deploy.events import EventsClient, first_actions
 from deploy.stack import Stack, executable
 from deploy.workloads import (
