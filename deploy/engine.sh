@@ -4,7 +4,8 @@
 #   deploy/engine.sh run -- COMMAND...   start an engine if none answers, run
 #                                        COMMAND, stop the engine again if this
 #                                        script started it; exits with
-#                                        COMMAND's status
+#                                        COMMAND's status. SIGTERM, SIGINT and
+#                                        SIGHUP are passed on to COMMAND.
 #   deploy/engine.sh start               start an engine if none answers
 #   deploy/engine.sh stop                stop the engine this script started
 #
@@ -103,16 +104,37 @@ case "${1:-}" in
   run)
     shift
     [[ "${1:-}" == -- ]] && shift
-    started=0
-    if ! engine_answers; then
-      start_engine
-      started=1
+    if engine_answers; then
+      # Nothing to stop afterwards: become the command, so that signals
+      # reach it directly.
+      build_image
+      exec "$@"
     fi
+    start_engine
+    build_image || { stop_engine; exit 1; }
+    # Run the command in the background and pass on each signal, since bash
+    # waits for a foreground child before it runs a trap. Job control gives
+    # the command its own process group, so a Ctrl-C reaches it once, from
+    # the trap, and it does not start with SIGINT ignored.
+    set -m
+    "$@" &
+    child=$!
+    set +m
+    forward() {
+      kill -"$1" "$child" 2>/dev/null || true
+    }
+    trap 'forward TERM' TERM
+    trap 'forward INT' INT
+    trap 'forward HUP' HUP
+    # wait returns early when a trapped signal arrives; wait again until the
+    # command has exited, then once more for its status.
+    while kill -0 "$child" 2>/dev/null; do
+      wait "$child" || true
+    done
     status=0
-    build_image && { "$@" || status=$?; } || status=$?
-    if [[ $started -eq 1 ]]; then
-      stop_engine
-    fi
+    wait "$child" || status=$?
+    trap - TERM INT HUP
+    stop_engine
     exit "$status"
     ;;
   *)
