@@ -102,6 +102,12 @@ def test_alertmanager_rejects_post_without_password(fast_stack: Stack) -> None:
     assert status == 401
 
 
+@pytest.mark.parametrize("path", ["/-/ready", "/api/v2/status", "/"])
+def test_alertmanager_reads_need_password(fast_stack: Stack, path: str) -> None:
+    status = request(f"{alertmanager_url(fast_stack)}{path}")
+    assert status == 401
+
+
 def test_alertmanager_rejects_wrong_password(fast_stack: Stack) -> None:
     status = request(
         f"{alertmanager_url(fast_stack)}/api/v2/status",
@@ -131,9 +137,10 @@ def test_prometheus_scrapes_alertmanager_with_password(fast_stack: Stack) -> Non
     wait_until(up, timeout=30, message="Prometheus to scrape Alertmanager")
 
 
-def test_prometheus_refuses_quit(fast_stack: Stack) -> None:
+@pytest.mark.parametrize("path", ["/-/quit", "/-/reload"])
+def test_prometheus_rejects_lifecycle_calls(fast_stack: Stack, path: str) -> None:
     base = fast_stack.settings.url("prometheus")
-    status = request(f"{base}/-/quit", method="POST")
+    status = request(f"{base}{path}", method="POST")
     ready, _ = http_get(f"{base}/-/ready")
     assert status == 403
     assert ready == 200
