@@ -19,7 +19,13 @@ from enforcer.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-THREADS = 8
+# Threads that serve requests. Each stalled client holds one for at most
+# worker.REQUEST_READ_SECONDS, so more threads need more such clients to
+# delay Alertmanager at all.
+THREADS = 64
+LIMIT_REQUEST_LINE = 2048
+LIMIT_REQUEST_FIELDS = 50
+LIMIT_REQUEST_FIELD_SIZE = 4096
 # Time a request may take beyond the stop grace period (Docker's own work,
 # the audit fsync) before gunicorn gives up on it at shutdown.
 SHUTDOWN_MARGIN = 20
@@ -41,7 +47,7 @@ class EnforcerServer(BaseApplication):
         options: dict[str, Any] = {
             "bind": [settings.listen_address],
             "workers": 1,
-            "worker_class": "gthread",
+            "worker_class": "enforcer.worker.DeadlineThreadWorker",
             "threads": THREADS,
             "timeout": request_seconds,
             "graceful_timeout": request_seconds,
@@ -50,8 +56,12 @@ class EnforcerServer(BaseApplication):
             "errorlog": "-",
             "loglevel": settings.log_level,
             "proc_name": "warden-enforcer",
-            # Gunicorn's default limits on the request line and headers stay;
-            # the body limit is the app's --web.max-body-bytes.
+            # The webhook needs a short request line and a few headers, so
+            # gunicorn's limits (4094, 100 and 8190 bytes) are lowered. The
+            # body limit is the app's --web.max-body-bytes.
+            "limit_request_line": LIMIT_REQUEST_LINE,
+            "limit_request_fields": LIMIT_REQUEST_FIELDS,
+            "limit_request_field_size": LIMIT_REQUEST_FIELD_SIZE,
         }
         # gunicorn 25.1 and later open a control socket for gunicornc at
         # $XDG_RUNTIME_DIR/gunicorn.ctl, else ~/.gunicorn/gunicorn.ctl. Every

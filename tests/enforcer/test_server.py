@@ -411,16 +411,19 @@ def test_alertmanager_truncation_recorded(
 
 def test_one_worker_outlasts_grace_period() -> None:
     from flask import Flask
+    from gunicorn.workers.gthread import ThreadWorker
 
-    from enforcer.server import EnforcerServer
+    from enforcer.server import THREADS, EnforcerServer
     from enforcer.settings import Settings
+    from enforcer.worker import DeadlineThreadWorker
 
     settings = Settings(stop_grace_seconds=30)
     config = EnforcerServer(lambda: Flask(__name__), settings).cfg
     # One process, so the rate limiter's window covers every request.
     assert config.workers == 1
-    assert config.worker_class_str == "gthread"
-    assert config.threads == 8
+    assert config.worker_class is DeadlineThreadWorker
+    assert issubclass(config.worker_class, ThreadWorker)
+    assert config.threads == THREADS
     assert config.graceful_timeout > settings.stop_grace_seconds
     assert config.timeout > settings.stop_grace_seconds
     assert config.bind == ["127.0.0.1:9649"]
