@@ -1,8 +1,9 @@
 """Settings of the local stack and the Prometheus and Alertmanager configs.
 
-The stack reads its settings from flags and ``WARDEN_STACK_*`` environment
-variables, writes every generated file into the state folder and checks the
-configs with ``promtool`` and ``amtool`` before any process starts.
+``deploy.options`` builds the settings from flags and ``WARDEN_*``
+variables. This module writes every generated file into the state folder
+and checks the configs with ``promtool`` and ``amtool`` before any process
+starts.
 """
 
 from __future__ import annotations
