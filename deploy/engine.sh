@@ -116,6 +116,8 @@ case "${1:-}" in
     # waits for a foreground child before it runs a trap. Job control gives
     # the command its own process group, so a Ctrl-C reaches it once, from
     # the trap, and it does not start with SIGINT ignored.
+    # NOTE: in its own group the command cannot read the terminal (a read
+    # stops it with SIGTTIN), so `pytest --pdb` needs an engine running.
     set -m
     "$@" &
     child=$!
