@@ -13,12 +13,16 @@ on 127.0.0.1) and idle busybox containers (no network), then measures:
   enforcer, each on its own containers, taking turns with the enforcer;
 - the duplicate path: one notification, already decided, re-delivered in
   a bounded loop over keep-alive connections, in requests per second;
+- stalled clients: for each count of ``--stalled``, that many connections
+  send part of a request's headers and stop, and then one duplicate
+  delivery is timed from sending to its response;
 - with ``--profile``, the steps of one kill decision: the enforcer's
   decision code runs in this process on its own containers, and each
   Docker call, the audit append with its fsync and the whole decision are
   timed.
 
 Run: .venv/bin/python benchmarks/enforcer.py [--containers 50] [--profile]
+     [--stalled 12,64,200]
 """
 
 from __future__ import annotations
@@ -269,6 +273,31 @@ def measure_duplicates(
     return per_thread * threads / elapsed
 
 
+# A request line and headers without the blank line that ends them.
+PARTIAL_HEADERS = b"POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: appl"
+
+
+def measure_stalled(port: int, token: str, body: bytes, stalled: int) -> float:
+    """Time one delivery sent after ``stalled`` clients stopped mid-headers."""
+    sockets = []
+    try:
+        for _ in range(stalled):
+            client = socket.create_connection(("127.0.0.1", port), timeout=60)
+            client.sendall(PARTIAL_HEADERS)
+            sockets.append(client)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        started = time.perf_counter()
+        status = post(connection, body, token)
+        elapsed = time.perf_counter() - started
+        connection.close()
+    finally:
+        for client in sockets:
+            client.close()
+    if status != 200:
+        raise SystemExit(f"delivery beside {stalled} stalled clients got {status}")
+    return elapsed
+
+
 def timed(call: Callable[P, R], timings: list[float]) -> Callable[P, R]:
     """Wrap ``call`` so that each call appends its duration to ``timings``."""
 
@@ -365,7 +394,13 @@ def main() -> int:
         action="store_true",
         help="also time the steps of a kill decision on as many containers",
     )
+    parser.add_argument(
+        "--stalled",
+        default="12,64,200",
+        help="comma-separated counts of stalled clients (default: 12,64,200)",
+    )
     args = parser.parse_args()
+    stalled_counts = [int(count) for count in args.stalled.split(",") if count]
     # SIGTERM ends the run through the same clean-up as Ctrl-C.
     signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(143))
 
@@ -407,6 +442,10 @@ def main() -> int:
         connection.close()
         single = measure_duplicates(port, token, decided, args.duplicates, 1)
         parallel = measure_duplicates(port, token, decided, args.duplicates, 4)
+        stalled = {
+            count: measure_stalled(port, token, decided, count)
+            for count in stalled_counts
+        }
         if args.profile:
             steps = profile_decisions(Path(folder), ids[3 * count :])
 
@@ -419,6 +458,8 @@ def main() -> int:
     print(f"kill via Docker API directly, until exited: {milliseconds(api_times)}")
     print(f"duplicate deliveries, 1 connection: {single:.0f} requests/s")
     print(f"duplicate deliveries, 4 connections: {parallel:.0f} requests/s")
+    for count, seconds in stalled.items():
+        print(f"delivery beside {count} stalled clients: {seconds:.2f} s")
     for name, timings in steps.items():
         print(f"profile, {name}: {milliseconds(timings)}")
     return 0

@@ -54,3 +54,21 @@ def test_webhook_served_beside_stalled_clients(
     assert body["decisions"][0]["result"] == "not_found"
     # A stalled client is closed quietly, so it cannot flood the log.
     assert "Traceback" not in server.log()
+
+
+def first_line_of_reply(server: Server, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as client:
+        client.sendall(request)
+        return client.recv(1024).split(b"\r\n", 1)[0]
+
+
+def test_long_request_line_rejected(servers: ServerFactory, tmp_path: Path) -> None:
+    server = start_enforcer(servers, tmp_path)
+    line = b"POST /webhook?" + b"a" * 3000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    assert b" 414 " in first_line_of_reply(server, line)
+
+
+def test_large_header_rejected(servers: ServerFactory, tmp_path: Path) -> None:
+    server = start_enforcer(servers, tmp_path)
+    request = b"POST /webhook HTTP/1.1\r\nX-Big: " + b"a" * 5000 + b"\r\n\r\n"
+    assert b" 431 " in first_line_of_reply(server, request)
