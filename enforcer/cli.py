@@ -19,14 +19,10 @@ from prometheus_client import CollectorRegistry
 from enforcer.app import create_app
 from enforcer.audit import AuditError, AuditLog, verify_chain
 from enforcer.docker_api import EngineDocker
+from enforcer.flags import DEFAULT_AUDIT_PATH
 from enforcer.logs import configure_logging
 from enforcer.server import EnforcerServer
-from enforcer.settings import (
-    DEFAULT_AUDIT_PATH,
-    Settings,
-    SettingsError,
-    load_settings,
-)
+from enforcer.settings import Settings, SettingsError, load_settings
 
 logger = logging.getLogger(__name__)
 
