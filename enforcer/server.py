@@ -19,9 +19,9 @@ from enforcer.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-# Threads that serve requests. Each stalled client holds one for at most
-# worker.REQUEST_READ_SECONDS, so more threads need more such clients to
-# delay Alertmanager at all.
+# Threads that serve requests. A stalled client keeps one busy for at most
+# worker.REQUEST_READ_SECONDS, and it takes as many stalled clients as
+# threads to delay Alertmanager's request at all.
 THREADS = 64
 LIMIT_REQUEST_LINE = 2048
 LIMIT_REQUEST_FIELDS = 50

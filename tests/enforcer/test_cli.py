@@ -27,6 +27,7 @@ def test_help_lists_flags_and_exits_zero() -> None:
         "--web.listen-address",
         "--webhook.token-file",
         "--protect",
+        "--guard.name-regex",
         "--stop.grace-period",
         "--web.max-body-bytes",
         "--log.format",
