@@ -39,6 +39,10 @@ READ_TIMEOUT_SECONDS = 3.0
 # largest webhook body allowed by default, 1 MiB, reads in milliseconds on
 # loopback and in about 10 s at 100 KB/s.
 REQUEST_READ_SECONDS = 15.0
+# Maximum time for one sendall() of a response, which Python bounds as a
+# whole since 3.5. An /events reply of 1000 records is about 1 MB.
+# NOTE: no test sends a reply to a client that reads slowly.
+WRITE_TIMEOUT_SECONDS = 60.0
 
 
 class DeadlineSocket(socket.socket):
@@ -71,6 +75,11 @@ class DeadlineSocket(socket.socket):
         except TimeoutError:
             logger.debug("closing a client that stopped sending its request")
             return b""
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        if self.gettimeout() != 0.0:
+            self.settimeout(WRITE_TIMEOUT_SECONDS)
+        super().sendall(data, flags)
 
 
 class DeadlineThreadWorker(ThreadWorker):
