@@ -1,8 +1,8 @@
 """Measure the seconds from a container's start to its kill, per violation.
 
 Starts the whole stack with the committed policy (5 s scrapes and rule
-evaluations), waits until it has scraped and evaluated twice, then runs
-rounds in which the four abusive containers start together and each is
+evaluations) and waits until it has scraped and evaluated twice. Then, in
+each round, the four abusive containers start together, and each is
 followed until the enforcer kills it. The delay between a scrape and the
 next rule evaluation is fixed for the life of one Prometheus (both are
 offset by hashes), so the script repeats this on several fresh stacks to

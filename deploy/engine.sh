@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Run a command with a Docker engine available, and the test image built.
 #
-#   deploy/engine.sh run -- COMMAND...   start an engine if none answers, run
+#   deploy/engine.sh run -- COMMAND...   start an engine if none responds, run
 #                                        COMMAND, stop the engine again if this
 #                                        script started it; exits with
 #                                        COMMAND's status. SIGTERM, SIGINT and
 #                                        SIGHUP are passed on to COMMAND.
-#   deploy/engine.sh start               start an engine if none answers
+#   deploy/engine.sh start               start an engine if none responds
 #   deploy/engine.sh stop                stop the engine this script started
 #
 # The engine is started with no bridge network and no iptables rules, so no
@@ -20,29 +20,32 @@ pid_file=$state/dockerd.pid
 image=${WARDEN_TEST_IMAGE:-warden-busybox:latest}
 busybox=${WARDEN_BUSYBOX:-/bin/busybox}
 
-engine_answers() {
+engine_responds() {
   docker version --format '{{.Server.Version}}' >/dev/null 2>&1
 }
 
 start_engine() {
   mkdir -p "$state"
-  if engine_answers; then
+  if engine_responds; then
     return 0
   fi
   if [[ -n "${DOCKER_HOST:-}" ]]; then
-    echo "engine: DOCKER_HOST=$DOCKER_HOST does not answer; start that engine or unset DOCKER_HOST" >&2
+    echo "engine: DOCKER_HOST=$DOCKER_HOST does not respond; start that engine or unset DOCKER_HOST" >&2
     return 1
   fi
+
   if [[ $(id -u) -ne 0 ]]; then
-    echo "engine: no Docker engine answers and starting one needs root; run as root or start dockerd yourself" >&2
+    echo "engine: no Docker engine responds and starting one needs root; run as root or start dockerd yourself" >&2
     return 1
   fi
+
   echo "engine: starting dockerd (log: $state/dockerd.log)"
   dockerd --bridge=none --iptables=false --ip-masq=false --ip-forward=false \
     >"$state/dockerd.log" 2>&1 &
   echo $! >"$pid_file"
+
   for _ in $(seq 1 60); do
-    if engine_answers; then
+    if engine_responds; then
       return 0
     fi
     if ! kill -0 "$(cat "$pid_file")" 2>/dev/null; then
@@ -53,7 +56,7 @@ start_engine() {
     fi
     sleep 0.5
   done
-  echo "engine: dockerd did not answer within 30 s; see $state/dockerd.log" >&2
+  echo "engine: dockerd did not respond within 30 s; see $state/dockerd.log" >&2
   return 1
 }
 
@@ -104,7 +107,7 @@ case "${1:-}" in
   run)
     shift
     [[ "${1:-}" == -- ]] && shift
-    if engine_answers; then
+    if engine_responds; then
       # Nothing to stop afterwards: become the command, so that signals
       # reach it directly.
       build_image

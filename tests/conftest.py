@@ -38,7 +38,9 @@ def docker_client() -> Iterator[docker.DockerClient]:
         client = docker.from_env()
         client.ping()
     except docker.errors.DockerException as error:
-        require(False, f"no Docker engine answers: {error}; run deploy/engine.sh start")
+        require(
+            False, f"no Docker engine responds: {error}; run deploy/engine.sh start"
+        )
         raise
     try:
         client.images.get(TEST_IMAGE)
@@ -88,7 +90,7 @@ def servers(tmp_path: Path) -> Iterator[ServerFactory]:
 
 @pytest.fixture(autouse=True)
 def _clean_warden_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Drop WARDEN_* variables so that no test sees another's settings."""
+    """Drop WARDEN_* variables so that no test inherits another's settings."""
     for name in list(os.environ):
         if name.startswith(("WARDEN_EXPORTER_", "WARDEN_ENFORCER_")):
             monkeypatch.delenv(name)

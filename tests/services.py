@@ -114,7 +114,7 @@ class Server:
                 time.sleep(0.1)
         self.stop()
         raise AssertionError(
-            f"{self.name} did not answer {self.url}{path} within {timeout} s:\n"
+            f"{self.name} did not respond at {self.url}{path} within {timeout} s:\n"
             + self.log_path.read_text(errors="replace")[-3000:]
         )
 

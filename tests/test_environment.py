@@ -1,4 +1,4 @@
-"""The real components the suite depends on are present and answer."""
+"""The real components the suite depends on are present and respond."""
 
 from __future__ import annotations
 
