@@ -47,7 +47,9 @@ _INVALID_LABEL_CHARS = re.compile(r"[^a-zA-Z0-9_]")
 class UtilizationSource(Protocol):
     """The part of the CPU sampler that the collector reads."""
 
-    def cores(self, container_id: str) -> float | None: ...
+    def cores(
+        self, container_id: str, scraped: ContainerSample | None = None
+    ) -> float | None: ...
 
 
 class ContainerSource(Protocol):
@@ -77,8 +79,10 @@ class ContainerCollector(Collector):
     One collection runs at a time, because concurrent scrapes wait for each
     other. Without a sampler the CPU tracker therefore gets the scrapes'
     reads in order, with an interval above 0. With a sampler the scrapes'
-    reads never reach the tracker, because a read a few milliseconds after
-    the sampler's would measure a short, noisy interval.
+    reads reach it only for a container that has no value yet, and only at
+    least half a sample interval after its previous read, because a read a
+    few milliseconds after the sampler's would measure a short, noisy
+    interval.
 
     Args:
         discovery: the cache of running containers.
@@ -163,7 +167,7 @@ class ContainerCollector(Collector):
         self, container_id: str, sample: ContainerSample
     ) -> float | None:
         if self.sampler is not None:
-            cores = self.sampler.cores(container_id)
+            cores = self.sampler.cores(container_id, scraped=sample)
             return utilization_ratio(cores, sample.cpu_limit_cores)
         utilization = self.tracker.update(container_id, sample)
         return utilization.ratio if utilization is not None else None

@@ -91,8 +91,16 @@ class CpuSampler:
         self._behind = False
         self._failing = False
 
-    def cores(self, container_id: str) -> float | None:
+    def cores(
+        self, container_id: str, scraped: ContainerSample | None = None
+    ) -> float | None:
         """Return the CPU cores used between the two latest reads, if fresh.
+
+        ``scraped`` is the scrape's own read of the container. It counts only
+        for a container that has a baseline but no value yet, such as one
+        that started less than an interval ago: its first value then spans
+        the baseline to the scrape, provided that is at least half an
+        interval, instead of waiting for the next tick.
 
         Returns None when the container has fewer than two reads, its
         counter went down, its last read failed, or the value is older than
@@ -100,6 +108,12 @@ class CpuSampler:
         """
         with self._lock:
             latest = self._latest.get(container_id)
+        if latest is None and scraped is not None:
+            with self._reading:
+                if container_id in self._read_at:
+                    self._record(container_id, scraped)
+            with self._lock:
+                latest = self._latest.get(container_id)
         if latest is None:
             return None
         age = self.clock() - latest.measured_at
@@ -123,20 +137,25 @@ class CpuSampler:
                 log.debug("not sampling container %s: %s", container.id, error)
                 self._drop(container.id)
                 return
-            if self._too_soon(container.id, reading):
-                return
-            utilization = self._tracker.update(container.id, reading)
-            now = self.clock()
-            with self._lock:
-                if utilization is None:
-                    self._latest.pop(container.id, None)
-                else:
-                    self._latest[container.id] = _Latest(utilization.cores, now)
+            self._record(container.id, reading)
         for kind, message in reading.errors.items():
             # The scrape reads the same counter, and counts and logs its errors.
             log.debug(
                 "sampling container %s failed: %s %s", container.id, kind, message
             )
+
+    def _record(self, container_id: str, reading: ContainerSample) -> None:
+        # The caller must have acquired self._reading. A read older than the
+        # latest one, or too soon after it, is skipped by _too_soon.
+        if self._too_soon(container_id, reading):
+            return
+        utilization = self._tracker.update(container_id, reading)
+        now = self.clock()
+        with self._lock:
+            if utilization is None:
+                self._latest.pop(container_id, None)
+            else:
+                self._latest[container_id] = _Latest(utilization.cores, now)
 
     def _too_soon(self, container_id: str, reading: ContainerSample) -> bool:
         # The caller must have acquired self._reading.

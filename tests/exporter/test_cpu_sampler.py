@@ -207,6 +207,84 @@ def test_added_container_valued_next_tick(
     assert sampler.cores(HEX_B) == pytest.approx(0.5)
 
 
+def young_container(
+    clock: FakeClock, counters: FakeCounters
+) -> tuple[CpuSampler, ContainerInfo]:
+    """Return a sampler that took container B's baseline at its start event."""
+    info = make_info(HEX_B, "b")
+    sampler = build_sampler(FakeDiscovery([info]), counters, clock)
+    counters.usage[HEX_B] = 1.0
+    sampler.add(info)
+    return sampler, info
+
+
+def scraped_read(usage: float, clock: FakeClock) -> ContainerSample:
+    return ContainerSample(cpu_usage_seconds=usage, cpu_clock_seconds=clock())
+
+
+def test_scrape_read_values_young_container(
+    clock: FakeClock, counters: FakeCounters
+) -> None:
+    sampler, _ = young_container(clock, counters)
+    clock.now += 0.6 * INTERVAL
+    assert sampler.cores(HEX_B) is None
+    cores = sampler.cores(HEX_B, scraped=scraped_read(1.3, clock))
+    assert cores == pytest.approx(0.3 / 0.6)
+
+
+def test_scrape_read_too_soon_ignored(clock: FakeClock, counters: FakeCounters) -> None:
+    sampler, _ = young_container(clock, counters)
+    clock.now += 0.2 * INTERVAL
+    too_soon = sampler.cores(HEX_B, scraped=scraped_read(1.2, clock))
+    clock.now += 0.8 * INTERVAL
+    counters.usage[HEX_B] = 1.5
+    sampler.tick()
+    assert too_soon is None
+    # The tick's interval still starts at the baseline, not the scrape.
+    assert sampler.cores(HEX_B) == pytest.approx(0.5)
+
+
+def test_scrape_read_ignored_once_valued(
+    clock: FakeClock, counters: FakeCounters
+) -> None:
+    discovery = FakeDiscovery([make_info(HEX_A, "a")])
+    sampler = sampler_with_value(discovery, counters, clock, 0.25)
+    clock.now += 0.9 * INTERVAL
+    cores = sampler.cores(HEX_A, scraped=scraped_read(100.0, clock))
+    assert cores == pytest.approx(0.25)
+    clock.now += 0.1 * INTERVAL
+    counters.usage[HEX_A] = 10.5
+    sampler.tick()
+    assert sampler.cores(HEX_A) == pytest.approx(0.25)
+
+
+def test_scrape_read_older_than_tick_ignored(
+    clock: FakeClock, counters: FakeCounters
+) -> None:
+    sampler, _ = young_container(clock, counters)
+    clock.now += 0.7 * INTERVAL
+    stale = scraped_read(1.1, clock)
+    # A tick reads the counter after the scrape did, and takes it as the
+    # new baseline before the scrape's read arrives.
+    clock.now += 0.2 * INTERVAL
+    sampler.forget(HEX_B)
+    counters.usage[HEX_B] = 1.2
+    sampler.tick()
+    assert sampler.cores(HEX_B, scraped=stale) is None
+    clock.now += INTERVAL
+    counters.usage[HEX_B] = 1.6
+    sampler.tick()
+    assert sampler.cores(HEX_B) == pytest.approx(0.4)
+
+
+def test_scrape_read_needs_baseline(clock: FakeClock, counters: FakeCounters) -> None:
+    sampler = build_sampler(FakeDiscovery([]), counters, clock)
+    clock.now += INTERVAL
+    assert sampler.cores(HEX_A, scraped=scraped_read(5.0, clock)) is None
+    clock.now += INTERVAL
+    assert sampler.cores(HEX_A, scraped=scraped_read(6.0, clock)) is None
+
+
 def test_add_logs_source_bug(
     clock: FakeClock, counters: FakeCounters, caplog: pytest.LogCaptureFixture
 ) -> None:
