@@ -81,6 +81,10 @@ class StackSettings:
     # Whether Alertmanager requires a password. Compose turns it off and
     # publishes no Alertmanager port instead.
     alertmanager_auth: bool = True
+    # Whether the stack links the rule files under names that make
+    # Prometheus evaluate the enforcement rules just after it scrapes the
+    # exporter (deploy/phase.py).
+    align_evaluations: bool = True
 
     @property
     def credentials(self) -> StackCredentials:
@@ -275,12 +279,17 @@ def write_configs(settings: StackSettings, fresh_token: bool) -> None:
         fresh_token or not credentials.password_path.exists()
     ):
         write_alertmanager_credentials(credentials)
-    for path, config in (
-        (settings.prometheus_config_path, prometheus_config(settings)),
-        (settings.alertmanager_config_path, alertmanager_config(settings)),
-    ):
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
-        logger.info("wrote %s", path)
+    write_prometheus_config(settings)
+    path = settings.alertmanager_config_path
+    path.write_text(yaml.safe_dump(alertmanager_config(settings), sort_keys=False))
+    logger.info("wrote %s", path)
+
+
+def write_prometheus_config(settings: StackSettings) -> None:
+    """Write the Prometheus config alone, for example to change its rule files."""
+    path = settings.prometheus_config_path
+    path.write_text(yaml.safe_dump(prometheus_config(settings), sort_keys=False))
+    logger.info("wrote %s", path)
 
 
 def check_configs(settings: StackSettings) -> None:

@@ -8,6 +8,7 @@ rest, and the command exits non-zero.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import signal
@@ -19,10 +20,12 @@ from pathlib import Path
 from types import FrameType, TracebackType
 
 from deploy.config import (
+    EXPORTER_JOB,
     StackConfigError,
     StackSettings,
     check_configs,
     write_configs,
+    write_prometheus_config,
 )
 from deploy.credentials import (
     ALERTMANAGER_USER,
@@ -30,6 +33,17 @@ from deploy.credentials import (
     read_alertmanager_password,
 )
 from deploy.options import build_parser, settings_from_arguments
+from deploy.phase import (
+    NANOSECONDS,
+    PhaseError,
+    active_alertmanagers,
+    enforcement_groups,
+    evaluation_delay,
+    evaluation_delays,
+    link_aligned_rules,
+    loaded_rule_files,
+    wait_for_scrape,
+)
 from deploy.processes import (
     ProcessSpec,
     StackProcess,
@@ -41,6 +55,9 @@ from deploy.processes import (
 logger = logging.getLogger(__name__)
 
 START_TIMEOUT_SECONDS = 60.0
+
+# Seconds Prometheus may take to load the rule files again after SIGHUP.
+RELOAD_TIMEOUT_SECONDS = 20.0
 
 
 def executable(name: str) -> str:
@@ -180,9 +197,99 @@ class Stack:
                 process = StackProcess(spec, log_path)
                 self.processes.append(process)
                 process.wait_healthy(timeout)
+            self.align_evaluations()
         except BaseException:
             self.stop()
             raise
+
+    @property
+    def rule_files(self) -> Sequence[Path]:
+        """Return the rule files as Prometheus loads them, links included."""
+        return self.settings.rule_files
+
+    def align_evaluations(self) -> None:
+        """Have Prometheus evaluate the enforcement rules just after its scrapes.
+
+        Waits for Prometheus' first scrape of the exporter, links each rule
+        file under a name that puts its enforcement groups' evaluations
+        right after that scrape (see deploy/phase.py), rewrites the
+        Prometheus config and reloads it with SIGHUP. Does nothing when
+        alignment is off, the stack runs no Prometheus or no rule requests
+        enforcement.
+
+        Raises:
+            StackProcessError: Prometheus did not scrape the exporter, or
+                did not load the linked rule files, in time.
+        """
+        prometheus = self._process("prometheus")
+        settings = self.settings
+        groups = [g for path in settings.rule_files for g in enforcement_groups(path)]
+        if not settings.align_evaluations or prometheus is None or not groups:
+            return
+        url = settings.url("prometheus")
+        try:
+            scraped_at = wait_for_scrape(
+                url, EXPORTER_JOB, timeout=settings.scrape_interval_seconds + 10
+            )
+            links = link_aligned_rules(
+                settings.rule_files, settings.state / "rules", scraped_at
+            )
+        except PhaseError as error:
+            raise StackProcessError(
+                f"lining up rule evaluations failed: {error}"
+            ) from error
+        aligned = dataclasses.replace(settings, rule_files=links)
+        write_prometheus_config(aligned)
+        check_configs(aligned)
+        prometheus.process.send_signal(signal.SIGHUP)
+        self._wait_loaded(prometheus, {str(path) for path in links})
+        self.settings = aligned
+        for link in links:
+            for name, interval in enforcement_groups(link):
+                delay = evaluation_delay(str(link), name, interval, scraped_at)
+                logger.info(
+                    "rule group %s in %s: evaluated %.3f s after each scrape "
+                    "of the exporter",
+                    name,
+                    link,
+                    delay / NANOSECONDS,
+                )
+
+    def _wait_loaded(self, prometheus: StackProcess, files: set[str]) -> None:
+        # Alerts that fire before Prometheus has found Alertmanager again
+        # would wait a minute for their next send, so that is waited for too.
+        deadline = time.monotonic() + RELOAD_TIMEOUT_SECONDS
+        url = self.settings.url("prometheus")
+        while True:
+            try:
+                if files <= loaded_rule_files(url) and active_alertmanagers(url):
+                    return
+            except PhaseError as error:
+                logger.debug("rules not readable yet: %s", error)
+            if time.monotonic() > deadline or prometheus.exited() is not None:
+                raise StackProcessError(
+                    f"Prometheus did not load {sorted(files)} and find its "
+                    f"Alertmanager within {RELOAD_TIMEOUT_SECONDS:g} s of "
+                    f"SIGHUP; last lines of "
+                    f"{prometheus.log_path}:\n{log_tail(prometheus.log_path)}"
+                )
+            time.sleep(0.1)
+
+    def evaluation_delays(self) -> dict[str, float]:
+        """Return seconds from the exporter's latest scrape to each group's evaluation.
+
+        Covers the enforcement groups that Prometheus has evaluated.
+        """
+        groups = [
+            name for path in self.rule_files for name, _ in enforcement_groups(path)
+        ]
+        return evaluation_delays(self.settings.url("prometheus"), EXPORTER_JOB, groups)
+
+    def _process(self, name: str) -> StackProcess | None:
+        for process in self.processes:
+            if process.spec.name == name:
+                return process
+        return None
 
     def stop(self) -> None:
         """Stop every child in reverse order of start."""
@@ -273,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             stack.start()
             logger.info("stack healthy after %.1f s", time.monotonic() - started)
-            print_summary(settings, settings.rule_files)
+            print_summary(stack.settings, stack.rule_files)
             stack.run_until(stop)
         except StackConfigError as error:
             print(f"stack: {error}", file=sys.stderr)

@@ -18,9 +18,10 @@ from alerts.policy import load_policy
 from alerts.render import render_rules
 from deploy.config import StackSettings
 from deploy.options import committed_rule_files
+from deploy.phase import NANOSECONDS, DelayWindow
 from deploy.stack import Stack
 from deploy.workloads import remove_labelled
-from tests.services import free_port, require_binary
+from tests.services import free_port, require_binary, wait_until
 
 E2E_LABEL = "warden.e2e"
 RUN = uuid.uuid4().hex[:6]
@@ -62,6 +63,26 @@ def render_fast_rules(folder: Path) -> Path:
     rules = folder / "rules.yml"
     rules.write_text(render_rules(load_policy(overrides=FAST_POLICY)))
     return rules
+
+
+# The API's scrape and evaluation times are taken when each starts, a few
+# milliseconds after its planned time.
+DELAY_TOLERANCE_SECONDS = 0.05
+
+
+def check_evaluations_follow_scrapes(stack: Stack, interval: float) -> None:
+    """Assert that the enforcement group runs just after each exporter scrape."""
+    wait_until(
+        lambda: bool(stack.evaluation_delays()),
+        timeout=3 * interval + 5,
+        message="Prometheus to scrape the exporter and evaluate the rules",
+    )
+    delays = stack.evaluation_delays()
+    window = DelayWindow.for_interval(interval)
+    assert set(delays) == {"warden-containers"}, delays
+    delay = delays["warden-containers"]
+    assert delay >= window.low / NANOSECONDS - DELAY_TOLERANCE_SECONDS, delays
+    assert delay <= window.high / NANOSECONDS + DELAY_TOLERANCE_SECONDS, delays
 
 
 def require_stack_binaries() -> None:

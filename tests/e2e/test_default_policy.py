@@ -24,13 +24,22 @@ from deploy.workloads import (
     remove_workloads,
     start_workloads,
 )
-from tests.e2e.conftest import E2E_LABEL, PREFIX, RUN
+from tests.e2e.conftest import (
+    E2E_LABEL,
+    PREFIX,
+    RUN,
+    check_evaluations_follow_scrapes,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 
 # Far above the expected 15-30 s, so a slow host fails only when the
 # pipeline is really broken.
 KILL_TIMEOUT_SECONDS = 120.0
+
+
+def test_default_evaluations_follow_scrapes(default_stack: Stack) -> None:
+    check_evaluations_follow_scrapes(default_stack, 5.0)
 
 
 def test_default_policy_kills_cpu_spinner(

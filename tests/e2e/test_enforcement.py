@@ -29,7 +29,13 @@ from deploy.workloads import (
     remove_workloads,
     start_workloads,
 )
-from tests.e2e.conftest import E2E_LABEL, PREFIX, RUN
+from tests.e2e.conftest import (
+    E2E_LABEL,
+    FAST_INTERVAL_SECONDS,
+    PREFIX,
+    RUN,
+    check_evaluations_follow_scrapes,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 
@@ -105,6 +111,10 @@ def test_audit_records_name_the_alert(outcome: Outcome) -> None:
         assert record["alert"]["fingerprint"], record
         assert record["alert"]["labels"]["action"] == "kill", record
         assert record["alert"]["annotations"]["runbook_url"], record
+
+
+def test_fast_evaluations_follow_scrapes(fast_stack: Stack) -> None:
+    check_evaluations_follow_scrapes(fast_stack, FAST_INTERVAL_SECONDS)
 
 
 def test_audit_chain_verifies(fast_stack: Stack, outcome: Outcome) -> None:
