@@ -393,3 +393,37 @@ def test_stack_passes_filter_and_no_lifecycle(tmp_path: Path) -> None:
         f"--web.config.file={settings.credentials.web_config_path}"
         in argv["alertmanager"]
     )
+
+
+def fake_prometheus(tmp_path: Path, settings: StackSettings) -> ProcessSpec:
+    """Describe a file server whose targets API lists no target at all."""
+    folder = tmp_path / "prometheus-www"
+    api = folder / "api" / "v1"
+    api.mkdir(parents=True)
+    reply = {"status": "success", "data": {"activeTargets": []}}
+    (api / "targets").write_text(json.dumps(reply))
+    return http_server_spec("prometheus", settings.ports["prometheus"], folder)
+
+
+def test_alignment_without_scrape_named(tmp_path: Path) -> None:
+    require_binary("promtool")
+    settings = make_settings(
+        tmp_path,
+        scrape_interval_seconds=1.0,
+        rule_files=[REPOSITORY / "alerts" / "rules.yml"],
+    )
+    stack = Stack(settings, specs=[fake_prometheus(tmp_path, settings)])
+    with pytest.raises(StackProcessError) as raised:
+        stack.start(timeout=20)
+    assert "did not scrape job 'warden-exporter'" in str(raised.value)
+    assert stack.processes == []
+
+
+def test_alignment_off_keeps_rule_files(tmp_path: Path) -> None:
+    require_binary("promtool")
+    rules = [REPOSITORY / "alerts" / "rules.yml"]
+    settings = make_settings(tmp_path, rule_files=rules, align_evaluations=False)
+    with Stack(settings, specs=[fake_prometheus(tmp_path, settings)]) as stack:
+        stack.start(timeout=20)
+        assert list(stack.rule_files) == rules
+    assert not (settings.state / "rules").exists()
