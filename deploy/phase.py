@@ -175,6 +175,10 @@ def link_aligned_rules(
     without enforcement groups is returned as it is. Links from an earlier
     start are removed first.
     """
+    # Prometheus reads a relative rule file path against its config's
+    # folder, and hashes the result, so only an absolute path is hashed as
+    # it is written.
+    link_folder = link_folder.resolve()
     link_folder.mkdir(parents=True, exist_ok=True)
     for old in link_folder.glob("*.yml"):
         if old.is_symlink():

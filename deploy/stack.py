@@ -324,6 +324,13 @@ class Stack:
         self.stop()
 
 
+def describe_rule_file(path: Path) -> str:
+    """Return the path, followed by the file it links to when it is a link."""
+    if path.is_symlink():
+        return f"{path} -> {path.resolve()}"
+    return str(path)
+
+
 def print_summary(settings: StackSettings, rule_files: Sequence[Path]) -> None:
     """Print where each part listens and where its files are."""
     guarded = settings.name_regex or "(every container)"
@@ -337,7 +344,7 @@ def print_summary(settings: StackSettings, rule_files: Sequence[Path]) -> None:
         f"  audit log     {settings.audit_path}",
         f"  token         {settings.token_path}",
         f"  logs          {settings.state}/<part>.log",
-        f"  rules         {', '.join(str(path) for path in rule_files)}",
+        f"  rules         {', '.join(describe_rule_file(p) for p in rule_files)}",
         f"  guarding      container names matching {guarded}",
     ]
     if settings.dry_run:

@@ -151,3 +151,12 @@ def test_links_keep_same_names_apart(tmp_path: Path) -> None:
     paths = link_aligned_rules([committed, committed], tmp_path / "rules", 0)
     assert paths[0] != paths[1]
     assert all(path.resolve() == committed.resolve() for path in paths)
+
+
+def test_links_absolute_from_relative_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    paths = link_aligned_rules(committed_rule_files(), Path("state/rules"), 0)
+    assert paths[0].is_absolute()
+    assert paths[0].parent == (tmp_path / "state" / "rules").resolve()

@@ -79,6 +79,8 @@ def test_stack_up_stops_on_sigterm(tmp_path: Path) -> None:
     assert status == 200
     assert exit_status == 0, log.read_text()
     assert len(pids) == len(PARTS), log.read_text()
+    rules = REPOSITORY / "alerts" / "rules.yml"
+    assert re.search(rf"rules +\S+/rules/0-rules\.\d+\.yml -> {rules}", log.read_text())
     for pid in pids:
         assert not process_alive(pid), pid
     for part, port in ports.items():
