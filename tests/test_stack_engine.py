@@ -62,6 +62,18 @@ def process_alive(pid: int) -> bool:
     return status != "Z"
 
 
+def default_signal_handlers() -> None:
+    """Reset the forwarded signals to their defaults in the child.
+
+    A test run started under nohup, or in the background of a
+    non-interactive shell, ignores SIGHUP or SIGINT, and bash cannot trap a
+    signal that was ignored when it started. A user's shell starts
+    engine.sh with the default handlers, so the test does too.
+    """
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def write_script(path: Path, text: str) -> None:
     path.write_text(text)
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
@@ -141,6 +153,7 @@ def test_run_forwards_signal_and_stops_engine(
         env=environ,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        preexec_fn=default_signal_handlers,
     )
     try:
         wait_until(

@@ -62,6 +62,10 @@ POLICY_OVERRIDES = (
 )
 
 
+SPINNER_NANO_CPUS = 100_000_000
+SPINNER_CPU_SHARES = 8192
+
+
 @dataclass
 class Stack:
     """The running servers and containers, and what the test saw on the way."""
@@ -277,17 +281,22 @@ def stack(
     containers: list[Container] = []
     try:
         started = time.time()
+        # A high CPU weight keeps each spinner at its limit on a busy host,
+        # so that its alert does not stop firing for one check. The spared
+        # container's alert must keep firing, or the annotation marks it.
         busy = start_container(
             docker_client,
             containers,
             "while :; do :; done",
-            nano_cpus=200_000_000,
+            nano_cpus=SPINNER_NANO_CPUS,
+            cpu_shares=SPINNER_CPU_SHARES,
         )
         spared = start_container(
             docker_client,
             containers,
             "while :; do :; done",
-            nano_cpus=200_000_000,
+            nano_cpus=SPINNER_NANO_CPUS,
+            cpu_shares=SPINNER_CPU_SHARES,
         )
         idle = start_container(docker_client, containers, "sleep 3600")
         exporter, enforcer, token = start_warden(factory, folder)
