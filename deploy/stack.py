@@ -35,6 +35,7 @@ from deploy.credentials import (
 from deploy.options import build_parser, settings_from_arguments
 from deploy.phase import (
     NANOSECONDS,
+    DelayWindow,
     PhaseError,
     active_alertmanagers,
     enforcement_groups,
@@ -55,6 +56,10 @@ from deploy.processes import (
 logger = logging.getLogger(__name__)
 
 START_TIMEOUT_SECONDS = 60.0
+
+# Prometheus' API reports when each scrape and evaluation started, a few
+# milliseconds after its planned time.
+DELAY_TOLERANCE_SECONDS = 0.05
 
 # Seconds Prometheus may take to load the rule files again after SIGHUP.
 RELOAD_TIMEOUT_SECONDS = 20.0
@@ -285,6 +290,43 @@ class Stack:
         ]
         return evaluation_delays(self.settings.url("prometheus"), EXPORTER_JOB, groups)
 
+    def report_evaluation_delays(self, stop: threading.Event) -> None:
+        """Log the measured delay from scrape to evaluation, once known.
+
+        Warns when it is outside the window the alignment aimed for, as it
+        would be with a Prometheus that offsets rule groups differently.
+        """
+        if not self.settings.align_evaluations or self._process("prometheus") is None:
+            return
+        deadline = time.monotonic() + 3 * self.settings.evaluation_interval_seconds
+        delays: dict[str, float] = {}
+        while not delays and time.monotonic() < deadline and not stop.is_set():
+            try:
+                delays = self.evaluation_delays()
+            except PhaseError as error:
+                logger.debug("evaluation delays not readable yet: %s", error)
+            if not delays:
+                stop.wait(0.5)
+        for group, delay in delays.items():
+            window = DelayWindow.for_interval(self.settings.evaluation_interval_seconds)
+            low, high = window.low / NANOSECONDS, window.high / NANOSECONDS
+            if low - DELAY_TOLERANCE_SECONDS <= delay <= high + DELAY_TOLERANCE_SECONDS:
+                logger.info(
+                    "Prometheus evaluates %s %.2f s after each scrape", group, delay
+                )
+            else:
+                logger.warning(
+                    "Prometheus evaluates %s %.2f s after each scrape, outside "
+                    "the %.2f-%.2f s the rule file name was chosen for, so "
+                    "alerts can fire up to %.2f s later; this Prometheus may "
+                    "offset rule groups unlike version 2.42",
+                    group,
+                    delay,
+                    low,
+                    high,
+                    delay,
+                )
+
     def _process(self, name: str) -> StackProcess | None:
         for process in self.processes:
             if process.spec.name == name:
@@ -388,6 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stack.start()
             logger.info("stack healthy after %.1f s", time.monotonic() - started)
             print_summary(stack.settings, stack.rule_files)
+            stack.report_evaluation_delays(stop)
             stack.run_until(stop)
         except StackConfigError as error:
             print(f"stack: {error}", file=sys.stderr)

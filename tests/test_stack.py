@@ -7,6 +7,7 @@ stand-in children where the exporter and enforcer are not the subject.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import socket
@@ -30,7 +31,12 @@ from deploy.config import (
     write_configs,
 )
 from deploy.options import settings_from_environment
-from deploy.processes import ProcessSpec, StackProcessError, check_port_free
+from deploy.processes import (
+    ProcessSpec,
+    StackProcess,
+    StackProcessError,
+    check_port_free,
+)
 from deploy.stack import Stack, process_specs
 from tests.services import (
     ServerFactory,
@@ -427,3 +433,48 @@ def test_alignment_off_keeps_rule_files(tmp_path: Path) -> None:
         stack.start(timeout=20)
         assert list(stack.rule_files) == rules
     assert not (settings.state / "rules").exists()
+
+
+def prometheus_reporting(tmp_path: Path, delay: float) -> Path:
+    """Write API replies in which the group runs ``delay`` s after the scrape."""
+    folder = tmp_path / "prometheus-www"
+    api = folder / "api" / "v1"
+    api.mkdir(parents=True)
+    target = {
+        "labels": {"job": "warden-exporter"},
+        "lastScrape": "2026-12-04T17:00:00.100Z",
+    }
+    group = {
+        "name": "warden-containers",
+        "file": str(REPOSITORY / "alerts" / "rules.yml"),
+        "interval": 5,
+        "lastEvaluation": f"2026-12-04T17:00:{0.1 + delay:06.3f}Z",
+    }
+    replies = {
+        "targets": {"activeTargets": [target]},
+        "rules": {"groups": [group]},
+    }
+    for name, data in replies.items():
+        (api / name).write_text(json.dumps({"status": "success", "data": data}))
+    return folder
+
+
+@pytest.mark.parametrize(("delay", "level"), [(0.4, "INFO"), (2.0, "WARNING")])
+def test_evaluation_delay_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, delay: float, level: str
+) -> None:
+    settings = make_settings(tmp_path, rule_files=[REPOSITORY / "alerts" / "rules.yml"])
+    folder = prometheus_reporting(tmp_path, delay)
+    spec = http_server_spec("prometheus", settings.ports["prometheus"], folder)
+    settings.state.mkdir(parents=True)
+    stack = Stack(settings, specs=[spec])
+    stack.processes.append(StackProcess(spec, settings.state / "prometheus.log"))
+    try:
+        stack.processes[0].wait_healthy(20)
+        with caplog.at_level(logging.INFO, logger="deploy.stack"):
+            stack.report_evaluation_delays(threading.Event())
+    finally:
+        stack.stop()
+    (record,) = [r for r in caplog.records if "after each scrape" in r.getMessage()]
+    assert record.levelname == level
+    assert f"warden-containers {delay:.2f} s" in record.getMessage()

@@ -19,7 +19,7 @@ from alerts.render import render_rules
 from deploy.config import StackSettings
 from deploy.options import committed_rule_files
 from deploy.phase import NANOSECONDS, DelayWindow
-from deploy.stack import Stack
+from deploy.stack import DELAY_TOLERANCE_SECONDS, Stack
 from deploy.workloads import remove_labelled
 from tests.services import free_port, require_binary, wait_until
 
@@ -63,11 +63,6 @@ def render_fast_rules(folder: Path) -> Path:
     rules = folder / "rules.yml"
     rules.write_text(render_rules(load_policy(overrides=FAST_POLICY)))
     return rules
-
-
-# The API's scrape and evaluation times are taken when each starts, a few
-# milliseconds after its planned time.
-DELAY_TOLERANCE_SECONDS = 0.05
 
 
 def check_evaluations_follow_scrapes(stack: Stack, interval: float) -> None:
