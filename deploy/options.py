@@ -114,8 +114,14 @@ def rule_intervals(path: Path) -> dict[str, float]:
             f"--rules={path} cannot be read as a rule file ({error}); give a "
             "rule file rendered by `warden-alerts`"
         ) from None
+    groups = document.get("groups") if isinstance(document, dict) else None
+    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        raise StackConfigError(
+            f"--rules={path} is not a Prometheus rule file: expected a mapping "
+            "with a list of `groups`; give a rule file rendered by `warden-alerts`"
+        )
     intervals = {}
-    for group in document.get("groups") or []:
+    for group in groups:
         if "interval" in group:
             try:
                 interval = Duration.parse(str(group["interval"]))
@@ -148,8 +154,18 @@ def validate_interval(seconds: float, rule_files: Sequence[Path]) -> None:
                 )
 
 
+def validate_state(state: Path) -> None:
+    """Reject a state folder path that exists but is not a folder."""
+    if state.exists() and not state.is_dir():
+        raise StackConfigError(
+            f"state folder {state} exists and is not a folder; pass --state "
+            "(WARDEN_STATE) with a folder, or remove the file"
+        )
+
+
 def validate_settings(settings: StackSettings) -> None:
     """Raise StackConfigError when any value of ``settings`` is invalid."""
+    validate_state(settings.state)
     validate_name_regex(settings.name_regex)
     validate_ports(settings.ports)
     for part, port in settings.ports.items():
@@ -273,7 +289,12 @@ def settings_from_arguments(arguments: argparse.Namespace) -> StackSettings:
         state=arguments.state.resolve() if arguments.state else None,
         ports=ports,
         name_regex=arguments.name_regex,
-        rule_files=arguments.rules or committed_rule_files(),
+        # Resolved here, against the working folder: Prometheus would read a
+        # relative path against the state folder, and a link in the state
+        # folder's rules/ is replaced at each start.
+        rule_files=[path.resolve() for path in arguments.rules]
+        if arguments.rules
+        else committed_rule_files(),
         scrape_interval_seconds=arguments.scrape_interval,
         evaluation_interval_seconds=arguments.scrape_interval,
         dry_run=arguments.dry_run,

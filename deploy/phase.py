@@ -3,9 +3,9 @@
 Prometheus starts each scrape loop and each rule group at a fixed offset
 within its interval, and both offsets come from hashes. A rule group is
 offset by the xxHash64 of its file name and group name (``Group.hash`` and
-``Group.EvalTimestamp`` in Prometheus' ``rules`` package; the end-to-end
-tests check the result against Prometheus 2.42), so a sample can wait up
-to one interval before an evaluation reads it. An enforcement
+``Group.EvalTimestamp`` in Prometheus' ``rules`` package), so a sample can
+wait up to one interval before an evaluation reads it. The end-to-end
+tests check the computed offset against Prometheus 2.42. An enforcement
 alert needs two consecutive evaluations, so that wait counts in full
 towards the time to a kill.
 
@@ -105,19 +105,22 @@ def parse_rfc3339_nanoseconds(text: str) -> int:
     return int(whole.timestamp()) * NANOSECONDS + int(fraction)
 
 
-def enforcement_groups(path: Path) -> list[tuple[str, float]]:
+def enforcement_groups(path: Path, default_interval: float) -> list[tuple[str, float]]:
     """Return the name and interval of each group in ``path`` with an ``action``.
 
-    A group without an interval of its own is left out: only groups
-    rendered from the policy ask for enforcement, and they set one.
+    A group without an interval of its own runs at Prometheus' global
+    evaluation interval, which the caller passes as ``default_interval``.
     """
     document = yaml.safe_load(path.read_text()) or {}
     groups = []
     for group in document.get("groups") or []:
         rules = group.get("rules") or []
         acts = any("action" in (rule.get("labels") or {}) for rule in rules)
-        if acts and "interval" in group:
-            groups.append((str(group["name"]), duration_seconds(group["interval"])))
+        if not acts:
+            continue
+        interval = group.get("interval")
+        seconds = default_interval if interval is None else duration_seconds(interval)
+        groups.append((str(group["name"]), seconds))
     return groups
 
 
@@ -167,7 +170,10 @@ def evaluation_delay(file: str, group: str, interval: float, scraped_at: int) ->
 
 
 def link_aligned_rules(
-    rule_files: Sequence[Path], link_folder: Path, scraped_at: int
+    rule_files: Sequence[Path],
+    link_folder: Path,
+    scraped_at: int,
+    default_interval: float,
 ) -> list[Path]:
     """Link each rule file under a name that lines its groups up with scrapes.
 
@@ -179,13 +185,18 @@ def link_aligned_rules(
     # folder, and hashes the result, so only an absolute path is hashed as
     # it is written.
     link_folder = link_folder.resolve()
+    if link_folder.exists() and not link_folder.is_dir():
+        raise PhaseError(
+            f"{link_folder} is not a folder, but the stack keeps its rule "
+            "file links there; remove it"
+        )
     link_folder.mkdir(parents=True, exist_ok=True)
     for old in link_folder.glob("*.yml"):
         if old.is_symlink():
             old.unlink()
     paths = []
     for index, path in enumerate(rule_files):
-        groups = enforcement_groups(path)
+        groups = enforcement_groups(path, default_interval)
         if not groups:
             paths.append(path)
             continue

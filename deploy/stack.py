@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import signal
 import sys
 import threading
@@ -48,6 +49,7 @@ from deploy.processes import (
     log_tail,
 )
 from deploy.specs import executable, process_specs
+from deploy.state_lock import StateLock
 
 __all__ = ["Stack", "executable", "main", "process_specs"]
 
@@ -75,18 +77,24 @@ class Stack:
         self.settings = settings
         self.specs = list(specs) if specs is not None else process_specs(settings)
         self.processes: list[StackProcess] = []
+        self._lock = StateLock(settings.state)
 
     def start(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
         """Write and check the configs, then start each child and wait for it.
 
         Raises:
             StackConfigError: a config is invalid.
-            StackProcessError: a port is taken, or a child exited or did not
-                become healthy in time; the children already started are
-                stopped again.
+            StackProcessError: another stack has locked the state folder, a port
+                is taken, or a child exited or did not become healthy in
+                time; the children already started are stopped again.
         """
-        for spec in self.specs:
-            check_port_free(spec)
+        self._lock.acquire()
+        try:
+            for spec in self.specs:
+                check_port_free(spec)
+        except BaseException:
+            self._lock.release()
+            raise
         write_configs(self.settings, fresh_token=True)
         check_configs(self.settings)
         try:
@@ -121,7 +129,13 @@ class Stack:
         """
         prometheus = self._process("prometheus")
         settings = self.settings
-        groups = [g for path in settings.rule_files for g in enforcement_groups(path)]
+        groups = self._enforcement_groups()
+        if prometheus is not None and not groups:
+            logger.warning(
+                "no rule in %s sets an action label, so no alert asks the "
+                "enforcer to act on a container",
+                ", ".join(str(path) for path in settings.rule_files),
+            )
         if not settings.align_evaluations or prometheus is None or not groups:
             return
         url = settings.url("prometheus")
@@ -130,9 +144,13 @@ class Stack:
                 url, EXPORTER_JOB, timeout=settings.scrape_interval_seconds + 10
             )
             links = link_aligned_rules(
-                settings.rule_files, settings.state / "rules", scraped_at
+                settings.rule_files,
+                settings.state / "rules",
+                scraped_at,
+                settings.evaluation_interval_seconds,
             )
         except PhaseError as error:
+            self._raise_if_exited(prometheus, "while the stack lined up its rules")
             raise StackProcessError(
                 f"lining up rule evaluations failed: {error}"
             ) from error
@@ -143,7 +161,9 @@ class Stack:
         self._wait_loaded(prometheus, {str(path) for path in links})
         self.settings = aligned
         for link in links:
-            for name, interval in enforcement_groups(link):
+            for name, interval in enforcement_groups(
+                link, settings.evaluation_interval_seconds
+            ):
                 delay = evaluation_delay(str(link), name, interval, scraped_at)
                 logger.info(
                     "rule group %s in %s: evaluated %.3f s after each scrape "
@@ -164,7 +184,8 @@ class Stack:
                     return
             except PhaseError as error:
                 logger.debug("rules not readable yet: %s", error)
-            if time.monotonic() > deadline or prometheus.exited() is not None:
+            self._raise_if_exited(prometheus, "after SIGHUP")
+            if time.monotonic() > deadline:
                 raise StackProcessError(
                     f"Prometheus did not load {sorted(files)} and find its "
                     f"Alertmanager within {RELOAD_TIMEOUT_SECONDS:g} s of "
@@ -178,10 +199,25 @@ class Stack:
 
         Covers the enforcement groups that Prometheus has evaluated.
         """
-        groups = [
-            name for path in self.rule_files for name, _ in enforcement_groups(path)
-        ]
+        groups = [name for name, _ in self._enforcement_groups()]
         return evaluation_delays(self.settings.url("prometheus"), EXPORTER_JOB, groups)
+
+    def _enforcement_groups(self) -> list[tuple[str, float]]:
+        interval = self.settings.evaluation_interval_seconds
+        return [
+            group
+            for path in self.rule_files
+            for group in enforcement_groups(path, interval)
+        ]
+
+    @staticmethod
+    def _raise_if_exited(process: StackProcess, when: str) -> None:
+        status = process.exited()
+        if status is not None:
+            raise StackProcessError(
+                f"{process.spec.name} exited with status {status} {when}; last "
+                f"lines of {process.log_path}:\n{log_tail(process.log_path)}"
+            )
 
     def report_evaluation_delays(self, stop: threading.Event) -> None:
         """Log the measured delay from scrape to evaluation, once known.
@@ -227,9 +263,10 @@ class Stack:
         return None
 
     def stop(self) -> None:
-        """Stop every child in reverse order of start."""
+        """Stop every child in reverse order of start, then free the state folder."""
         while self.processes:
             self.processes.pop().stop()
+        self._lock.release()
 
     def check_children(self) -> None:
         """Raise StackProcessError when a child has exited."""
@@ -284,6 +321,16 @@ def print_summary(settings: StackSettings, rule_files: Sequence[Path]) -> None:
     ]
     if settings.dry_run:
         lines.append("  dry run       decisions are recorded, no container is touched")
+    # The exporter and the enforcer read their own WARDEN_* variables from
+    # the environment they inherit; only names are shown, since one may hold
+    # a secret.
+    inherited = sorted(
+        name
+        for name in os.environ
+        if name.startswith(("WARDEN_EXPORTER_", "WARDEN_ENFORCER_"))
+    )
+    if inherited:
+        lines.append(f"  environment   {', '.join(inherited)} (set for the parts)")
     print("\n".join(lines), flush=True)
 
 

@@ -478,3 +478,31 @@ def test_evaluation_delay_reported(
     (record,) = [r for r in caplog.records if "after each scrape" in r.getMessage()]
     assert record.levelname == level
     assert f"warden-containers {delay:.2f} s" in record.getMessage()
+
+
+def test_second_stack_on_state_rejected(tmp_path: Path) -> None:
+    require_binary("promtool")
+    settings = make_settings(tmp_path)
+    folder = tmp_path / "www"
+    folder.mkdir()
+    first = Stack(
+        settings, specs=[http_server_spec("first", settings.ports["exporter"], folder)]
+    )
+    other_ports = {part: free_port() for part in settings.ports}
+    second_settings = make_settings(tmp_path, ports=other_ports)
+    second = Stack(
+        second_settings,
+        specs=[http_server_spec("second", other_ports["exporter"], folder)],
+    )
+    with first:
+        first.start(timeout=20)
+        token = settings.token_path.read_text()
+        with pytest.raises(StackProcessError) as raised:
+            second.start(timeout=20)
+        assert f"state folder {settings.state} is in use" in str(raised.value)
+        assert f"pid {os.getpid()}" in str(raised.value)
+        assert settings.token_path.read_text() == token
+        assert second.processes == []
+    # Once the first stack has stopped, the folder is free again.
+    with second:
+        second.start(timeout=20)

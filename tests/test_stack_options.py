@@ -113,3 +113,42 @@ def test_interval_matching_rules_is_accepted(tmp_path: Path) -> None:
     rules.write_text("groups:\n- name: fast\n  interval: 1s\n  rules: []\n")
     result = run_stack_command(tmp_path, f"--rules={rules}", "--scrape-interval=1")
     assert result.returncode == 0, result.stderr
+
+
+def test_rules_not_mapping_exits_2(tmp_path: Path) -> None:
+    rules = tmp_path / "list.yml"
+    rules.write_text("- name: a\n- name: b\n")
+    result = run_stack_command(tmp_path, f"--rules={rules}")
+    assert result.returncode == 2, result.stderr
+    assert f"--rules={rules} is not a Prometheus rule file" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_state_that_is_file_exits_2(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.write_text("a file")
+    result = run_stack_command(tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert f"state folder {state} exists and is not a folder" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_relative_rules_resolved(tmp_path: Path) -> None:
+    require_binary("promtool")
+    require_binary("amtool")
+    result = run_stack_command(tmp_path, "--rules=alerts/rules.yml")
+    assert result.returncode == 0, result.stderr
+    config = (tmp_path / "state" / "prometheus.yml").read_text()
+    assert f"- {REPOSITORY / 'alerts' / 'rules.yml'}\n" in config
+
+
+def test_rules_link_resolved(tmp_path: Path) -> None:
+    require_binary("promtool")
+    require_binary("amtool")
+    link = tmp_path / "state" / "rules" / "0-rules.7.yml"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(REPOSITORY / "alerts" / "rules.yml")
+    result = run_stack_command(tmp_path, f"--rules={link}")
+    assert result.returncode == 0, result.stderr
+    config = (tmp_path / "state" / "prometheus.yml").read_text()
+    assert f"- {REPOSITORY / 'alerts' / 'rules.yml'}\n" in config

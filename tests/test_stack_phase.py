@@ -90,14 +90,14 @@ def test_duration_invalid_named(text: str) -> None:
 
 
 def test_committed_enforcement_group_found() -> None:
-    groups = enforcement_groups(committed_rule_files()[0])
+    groups = enforcement_groups(committed_rule_files()[0], 5.0)
     assert groups == [("warden-containers", 5.0)]
 
 
 def test_group_without_action_left_out(tmp_path: Path) -> None:
     path = tmp_path / "people.yml"
     path.write_text(NO_ACTION_RULES)
-    assert enforcement_groups(path) == []
+    assert enforcement_groups(path, 5.0) == []
 
 
 @pytest.mark.parametrize(
@@ -130,7 +130,7 @@ def test_links_point_at_rules(tmp_path: Path) -> None:
     people = tmp_path / "people.yml"
     people.write_text(NO_ACTION_RULES)
     folder = tmp_path / "state" / "rules"
-    paths = link_aligned_rules([committed, people], folder, scraped_at=1234567)
+    paths = link_aligned_rules([committed, people], folder, 1234567, 5.0)
     assert paths[1] == people
     assert paths[0].parent == folder
     assert paths[0].is_symlink()
@@ -140,15 +140,15 @@ def test_links_point_at_rules(tmp_path: Path) -> None:
 def test_links_of_earlier_start_removed(tmp_path: Path) -> None:
     committed = committed_rule_files()[0]
     folder = tmp_path / "rules"
-    first = link_aligned_rules([committed], folder, scraped_at=0)
-    second = link_aligned_rules([committed], folder, scraped_at=2 * NANOSECONDS)
+    first = link_aligned_rules([committed], folder, 0, 5.0)
+    second = link_aligned_rules([committed], folder, 2 * NANOSECONDS, 5.0)
     assert first != second
     assert sorted(folder.iterdir()) == second
 
 
 def test_links_keep_same_names_apart(tmp_path: Path) -> None:
     committed = committed_rule_files()[0]
-    paths = link_aligned_rules([committed, committed], tmp_path / "rules", 0)
+    paths = link_aligned_rules([committed, committed], tmp_path / "rules", 0, 5.0)
     assert paths[0] != paths[1]
     assert all(path.resolve() == committed.resolve() for path in paths)
 
@@ -157,6 +157,19 @@ def test_links_absolute_from_relative_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    paths = link_aligned_rules(committed_rule_files(), Path("state/rules"), 0)
+    paths = link_aligned_rules(committed_rule_files(), Path("state/rules"), 0, 5.0)
     assert paths[0].is_absolute()
     assert paths[0].parent == (tmp_path / "state" / "rules").resolve()
+
+
+def test_group_without_interval_uses_default(tmp_path: Path) -> None:
+    rules = committed_rule_files()[0].read_text().replace("  interval: 5s\n", "")
+    path = tmp_path / "rules.yml"
+    path.write_text(rules)
+    assert enforcement_groups(path, 2.0) == [("warden-containers", 2.0)]
+
+
+def test_link_folder_file_named(tmp_path: Path) -> None:
+    (tmp_path / "rules").write_text("not a folder")
+    with pytest.raises(PhaseError, match="is not a folder"):
+        link_aligned_rules(committed_rule_files(), tmp_path / "rules", 0, 5.0)
