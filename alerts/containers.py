@@ -98,8 +98,20 @@ def enforcement_labels(violation: ViolationPolicy) -> dict[str, str]:
 
 
 def _unprotected(policy: Policy, condition: str) -> str:
-    protected = selector("docker_container_info", policy.exporter_job, protected="true")
-    return f"(\n{_indent(condition)}\n)\nunless on (id, instance)\n{protected}"
+    """Return the condition limited to containers listed as not protected.
+
+    The result matches only where a current ``docker_container_info``
+    series with ``protected="false"`` has the same ``id`` and ``instance``,
+    and ``and`` keeps the labels and value of the condition. A positive
+    match is required because a recorded ratio can outlive the exporter's
+    series. If Prometheus stops after the scrape that marks a container's
+    series stale and before the next evaluation, the last ratio stays
+    visible for ``--query.lookback-delta`` (default 5m) after the restart.
+    """
+    unprotected = selector(
+        "docker_container_info", policy.exporter_job, protected="false"
+    )
+    return f"(\n{_indent(condition)}\n)\nand on (id, instance)\n{unprotected}"
 
 
 def _indent(text: str) -> str:

@@ -38,8 +38,8 @@ SERIES_LABELS = {"id", "name", "instance"}
 ANNOTATIONS = {"summary", "description", "runbook_url"}
 
 _RANGE = re.compile(r"\[([0-9a-z]+)(?::[0-9a-z]*)?\]")
-_PROTECTED_EXCLUSION = re.compile(
-    r'unless on \(id, instance\)\s+docker_container_info\{[^}]*protected="true"'
+_UNPROTECTED_MATCH = re.compile(
+    r'and on \(id, instance\)\s+docker_container_info\{[^}]*protected="false"\}\Z'
 )
 _RANGE_FUNCTION = re.compile(r"\b(rate|irate|increase|delta|idelta|deriv)\(")
 
@@ -135,11 +135,12 @@ def test_ratios_keep_series_labels() -> None:
             assert labels == {"id", "name", "instance", "job"}, name
 
 
-def test_enforcement_alerts_exclude_protected(policy: Policy) -> None:
+def test_enforcement_alerts_require_unprotected_info(policy: Policy) -> None:
     alerts = alerts_of(policy)
     for name in ALERT_NAMES.values():
         expr = alerts[name]["expr"]
-        assert _PROTECTED_EXCLUSION.search(expr), name
+        assert _UNPROTECTED_MATCH.search(expr), name
+        assert "unless" not in expr, name
 
 
 def test_enforcement_descriptions_show_values(policy: Policy) -> None:
