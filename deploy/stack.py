@@ -364,6 +364,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    # A closed terminal sends SIGHUP to its whole process group.
+    signal.signal(signal.SIGHUP, request_stop)
     started = time.monotonic()
     with Stack(settings) as stack:
         try:

@@ -1,4 +1,4 @@
-"""`python -m deploy.stack up` runs until SIGTERM and leaves nothing behind."""
+"""`python -m deploy.stack up` runs until a signal and leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -62,14 +62,15 @@ def child_pids(log: Path) -> list[int]:
     ]
 
 
-def test_stack_up_stops_on_sigterm(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_stack_up_stops_on_signal(tmp_path: Path, sig: signal.Signals) -> None:
     require_stack_binaries()
     stack, log, ports = start_stack(tmp_path)
     try:
         assert "Warden is running" in log.read_text(), log.read_text()
         pids = child_pids(log)
         status, _ = http_get(f"http://127.0.0.1:{ports['prometheus']}/-/ready")
-        stack.send_signal(signal.SIGTERM)
+        stack.send_signal(sig)
         exit_status = stack.wait(60)
     finally:
         if stack.poll() is None:
