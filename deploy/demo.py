@@ -179,6 +179,17 @@ def run_demo(settings: StackSettings, prefix: str, timeout: float) -> int:
             wait_for(1.0)
         print()
         print(summarize(started, records), flush=True)
+        if not records:
+            # The demo checks its own environment's filter, which may not be
+            # the one the running stack was started with.
+            print(
+                f"No audit record arrived for any demo container. Check that "
+                f"the running stack guards names starting with {prefix!r}: "
+                "run the demo with the WARDEN_CONTAINER_NAME_REGEX that "
+                "`make up` was started with, and a WARDEN_DEMO_PREFIX it "
+                "matches.",
+                flush=True,
+            )
     finally:
         remove_workloads(started)
     return 0 if all_decided(started, records) else 1
