@@ -73,23 +73,40 @@ def parse_interval(text: str, source: str) -> float:
     return seconds
 
 
+# Python syntax that Prometheus' RE2 rejects: look-arounds, back-references,
+# atomic groups, conditionals and \Z (RE2 has only \z, which Python lacks).
+RE2_UNSUPPORTED = re.compile(r"\(\?[=!<>]|\(\?P=|\(\?\(|\\[1-9]|\\Z")
+# RE2 rejects a repetition count above 1000.
+RE2_MAX_REPEAT = 1000
+REPEAT = re.compile(r"\{(\d+)(?:,(\d*))?\}")
+
+
 def validate_name_regex(regex: str) -> None:
     """Reject a name filter that Python or Prometheus (RE2) cannot compile."""
+    name = f"name filter {regex!r} (--name-regex, WARDEN_CONTAINER_NAME_REGEX)"
     try:
         re.compile(regex)
     except re.error as error:
         raise StackConfigError(
-            f"WARDEN_CONTAINER_NAME_REGEX={regex!r} is not a valid regular "
-            f"expression ({error}); give a pattern such as '^sandbox-'"
+            f"{name} is not a valid regular expression ({error}); give a "
+            "pattern such as '^sandbox-'"
         ) from None
-    # Look-arounds and back-references are Python only, and Prometheus would
-    # reject the config much later with a less helpful message.
-    if re.search(r"\(\?[=!<]|\\[1-9]", regex):
+    # Prometheus would reject these much later, in promtool's check of the
+    # generated config, with a message that does not name the setting.
+    if RE2_UNSUPPORTED.search(regex):
         raise StackConfigError(
-            f"WARDEN_CONTAINER_NAME_REGEX={regex!r} uses a look-around or a "
-            "back-reference, which Prometheus (RE2) does not support; "
-            "write it without them"
+            f"{name} uses a look-around, a back-reference, an atomic group, a "
+            "conditional or \\Z, which Prometheus (RE2) does not support; "
+            "write it without them (use $ for the end of the name)"
         )
+    for match in REPEAT.finditer(regex):
+        counts = [int(count) for count in match.groups() if count]
+        if max(counts) > RE2_MAX_REPEAT:
+            raise StackConfigError(
+                f"{name} repeats {match.group()}, more than the "
+                f"{RE2_MAX_REPEAT} that Prometheus (RE2) allows; use a "
+                "smaller count"
+            )
 
 
 def validate_ports(ports: Mapping[str, int]) -> None:

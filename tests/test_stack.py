@@ -196,6 +196,10 @@ def test_settings_read_ports_and_filter(tmp_path: Path) -> None:
         ("WARDEN_STACK_ENFORCER_PORT", "70000", "expected a number in 1-65535"),
         ("WARDEN_CONTAINER_NAME_REGEX", "([a-z", "not a valid regular expression"),
         ("WARDEN_CONTAINER_NAME_REGEX", "^(?!prod)", "Prometheus (RE2)"),
+        ("WARDEN_CONTAINER_NAME_REGEX", "x\\Z", "use $ for the end"),
+        ("WARDEN_CONTAINER_NAME_REGEX", "(?>a)", "an atomic group"),
+        ("WARDEN_CONTAINER_NAME_REGEX", "a{2000}", "repeats {2000}, more than"),
+        ("WARDEN_CONTAINER_NAME_REGEX", "a{3,1001}", "repeats {3,1001}, more"),
     ],
 )
 def test_invalid_settings_name_the_value(
