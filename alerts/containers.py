@@ -100,18 +100,35 @@ def enforcement_labels(violation: ViolationPolicy) -> dict[str, str]:
 def _unprotected(policy: Policy, condition: str) -> str:
     """Return the condition limited to containers listed as not protected.
 
-    The result matches only where a current ``docker_container_info``
-    series with ``protected="false"`` has the same ``id`` and ``instance``,
-    and ``and`` keeps the labels and value of the condition. A positive
-    match is required because a recorded ratio can outlive the exporter's
-    series. If Prometheus stops after the scrape that marks a container's
-    series stale and before the next evaluation, the last ratio stays
-    visible for ``--query.lookback-delta`` (default 5m) after the restart.
+    The result matches only where a ``docker_container_info`` series with
+    ``protected="false"`` has the same ``id`` and ``instance`` and its
+    latest sample is less than two scrape intervals old, and ``and`` keeps
+    the labels and value of the condition. A positive match is required
+    because a recorded ratio can outlive the exporter's series. If
+    Prometheus stops after the scrape that marks a container's series stale
+    and before the next evaluation, the last ratio stays visible for
+    ``--query.lookback-delta`` (default 5m) after the restart.
+
+    The age bound covers the info series itself: Prometheus writes no
+    staleness markers when it shuts down, so after a restart the last info
+    sample of a container removed meanwhile stays visible for the lookback
+    too. Two scrape intervals tolerate one missed scrape; an older sample
+    is taken as that of a series that has ended, so two missed scrapes in a
+    row also suspend enforcement until the next scrape. The bound is
+    rendered in seconds from the policy's ``scrape_interval``, 10 for the
+    default 5s.
     """
     unprotected = selector(
         "docker_container_info", policy.exporter_job, protected="false"
     )
-    return f"(\n{_indent(condition)}\n)\nand on (id, instance)\n{unprotected}"
+    bound = _format_seconds(policy.scrape_interval * 2)
+    fresh = f"time() - timestamp({unprotected}) < {bound}"
+    return f"(\n{_indent(condition)}\n)\nand on (id, instance)\n(\n{_indent(fresh)}\n)"
+
+
+def _format_seconds(duration: Duration) -> str:
+    """Return a duration as a PromQL number of seconds, for example ``10``."""
+    return f"{duration.seconds:g}"
 
 
 def _indent(text: str) -> str:

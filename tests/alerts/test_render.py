@@ -39,7 +39,8 @@ ANNOTATIONS = {"summary", "description", "runbook_url"}
 
 _RANGE = re.compile(r"\[([0-9a-z]+)(?::[0-9a-z]*)?\]")
 _UNPROTECTED_MATCH = re.compile(
-    r'and on \(id, instance\)\s+docker_container_info\{[^}]*protected="false"\}\Z'
+    r"and on \(id, instance\)\s+\(\s+time\(\) - timestamp\("
+    r'docker_container_info\{[^}]*protected="false"\}\) < ([0-9.]+)\s+\)\Z'
 )
 _RANGE_FUNCTION = re.compile(r"\b(rate|irate|increase|delta|idelta|deriv)\(")
 
@@ -139,8 +140,11 @@ def test_enforcement_alerts_require_unprotected_info(policy: Policy) -> None:
     alerts = alerts_of(policy)
     for name in ALERT_NAMES.values():
         expr = alerts[name]["expr"]
-        assert _UNPROTECTED_MATCH.search(expr), name
+        match = _UNPROTECTED_MATCH.search(expr)
+        assert match, name
         assert "unless" not in expr, name
+        # The info sample must be less than two scrape intervals old.
+        assert float(match.group(1)) == 2 * policy.scrape_interval.seconds, name
 
 
 def test_enforcement_descriptions_show_values(policy: Policy) -> None:
