@@ -28,6 +28,8 @@ from deploy.config import StackConfigError, StackSettings
 from deploy.credentials import CredentialsError, read_token
 from deploy.events import EventsClient, EventsError, first_actions
 from deploy.options import settings_from_environment
+from deploy.processes import StackProcessError
+from deploy.state_lock import StateLock
 from deploy.workloads import (
     COMBINED,
     CPU_SPIKE,
@@ -141,6 +143,25 @@ def follow(
 def run_demo(settings: StackSettings, prefix: str, timeout: float) -> int:
     """Start the demo containers, follow the audit log and print a summary."""
     check_name_filter(settings, prefix)
+    # A second demo would remove the first one's containers as leftovers.
+    lock = StateLock(
+        settings.state,
+        file_name="demo.lock",
+        holder="another demo",
+        remedy="wait until it ends",
+    )
+    try:
+        lock.acquire()
+    except StackProcessError as error:
+        raise DemoError(str(error)) from None
+    try:
+        return follow_demo(settings, prefix, timeout)
+    finally:
+        lock.release()
+
+
+def follow_demo(settings: StackSettings, prefix: str, timeout: float) -> int:
+    """Run the demo's containers and report what the stack did to them."""
     token = read_token(settings.state)
     events = EventsClient(settings.url("enforcer"), token, since=datetime.now(UTC))
     events.fetch(limit=1)

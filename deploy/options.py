@@ -172,11 +172,17 @@ def validate_interval(seconds: float, rule_files: Sequence[Path]) -> None:
 
 
 def validate_state(state: Path) -> None:
-    """Reject a state folder path that exists but is not a folder."""
+    """Reject a state folder, or its rules/ subfolder, that is not a folder."""
     if state.exists() and not state.is_dir():
         raise StackConfigError(
             f"state folder {state} exists and is not a folder; pass --state "
             "(WARDEN_STATE) with a folder, or remove the file"
+        )
+    rules = state / "rules"
+    if rules.exists() and not rules.is_dir():
+        raise StackConfigError(
+            f"{rules} is not a folder, but the stack keeps its rule file "
+            "links there; remove it"
         )
 
 

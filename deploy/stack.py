@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import signal
 import sys
 import threading
@@ -27,7 +26,6 @@ from deploy.config import (
     write_configs,
     write_prometheus_config,
 )
-from deploy.credentials import ALERTMANAGER_USER
 from deploy.options import build_parser, settings_from_arguments
 from deploy.phase import (
     NANOSECONDS,
@@ -50,6 +48,7 @@ from deploy.processes import (
 )
 from deploy.specs import executable, process_specs
 from deploy.state_lock import StateLock
+from deploy.summary import print_summary
 
 __all__ = ["Stack", "executable", "main", "process_specs"]
 
@@ -296,48 +295,12 @@ class Stack:
         self.stop()
 
 
-def describe_rule_file(path: Path) -> str:
-    """Return the path, followed by the file it links to when it is a link."""
-    if path.is_symlink():
-        return f"{path} -> {path.resolve()}"
-    return str(path)
-
-
-def print_summary(settings: StackSettings, rule_files: Sequence[Path]) -> None:
-    """Print where each part listens and where its files are."""
-    guarded = settings.name_regex or "(every container)"
-    lines = [
-        "Warden is running. Press Ctrl-C to stop.",
-        f"  exporter      {settings.url('exporter')}/metrics",
-        f"  enforcer      {settings.url('enforcer')}/events (bearer token)",
-        f"  prometheus    {settings.url('prometheus')}/alerts",
-        f"  alertmanager  {settings.url('alertmanager')} (user "
-        f"{ALERTMANAGER_USER}, password in {settings.credentials.password_path})",
-        f"  audit log     {settings.audit_path}",
-        f"  token         {settings.token_path}",
-        f"  logs          {settings.state}/<part>.log",
-        f"  rules         {', '.join(describe_rule_file(p) for p in rule_files)}",
-        f"  guarding      container names matching {guarded}",
-    ]
-    if settings.dry_run:
-        lines.append("  dry run       decisions are recorded, no container is touched")
-    # The exporter and the enforcer read their own WARDEN_* variables from
-    # the environment they inherit; only names are shown, since one may hold
-    # a secret.
-    inherited = sorted(
-        name
-        for name in os.environ
-        if name.startswith(("WARDEN_EXPORTER_", "WARDEN_ENFORCER_"))
-    )
-    if inherited:
-        lines.append(f"  environment   {', '.join(inherited)} (set for the parts)")
-    print("\n".join(lines), flush=True)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a stack command and return the exit status."""
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s stack: %(message)s", stream=sys.stderr
+        level=logging.INFO,
+        format="%(asctime)s stack: %(levelname)s %(message)s",
+        stream=sys.stderr,
     )
     arguments = build_parser().parse_args(argv)
     try:
@@ -347,20 +310,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     if arguments.command == "config":
-        try:
-            write_configs(settings, fresh_token=False)
-            check_configs(settings)
-        except StackConfigError as error:
-            print(f"stack: {error}", file=sys.stderr)
-            return 2
-        print(f"configs written to {settings.state} and checked")
-        return 0
+        return write_config_files(settings)
 
     stop = threading.Event()
+    starting = True
 
     def request_stop(signal_number: int, frame: FrameType | None) -> None:
         logger.info("received %s, stopping", signal.Signals(signal_number).name)
         stop.set()
+        if starting:
+            # Stack.start() stops the children it has started on the way out.
+            raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
@@ -369,7 +329,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     with Stack(settings) as stack:
         try:
-            stack.start()
+            try:
+                stack.start()
+            finally:
+                starting = False
             logger.info("stack healthy after %.1f s", time.monotonic() - started)
             print_summary(stack.settings, stack.rule_files)
             stack.report_evaluation_delays(stop)
@@ -380,7 +343,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         except StackProcessError as error:
             print(f"stack: {error}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:
+            print("stack: stopped during start", flush=True)
+            return 130
     print("stack: stopped", flush=True)
+    return 0
+
+
+def write_config_files(settings: StackSettings) -> int:
+    """Write and check the configs, unless a running stack uses the folder."""
+    lock = StateLock(settings.state)
+    try:
+        lock.acquire()
+    except StackProcessError as error:
+        print(f"stack: {error}", file=sys.stderr)
+        return 1
+    try:
+        write_configs(settings, fresh_token=False)
+        check_configs(settings)
+    except StackConfigError as error:
+        print(f"stack: {error}", file=sys.stderr)
+        return 2
+    finally:
+        lock.release()
+    print(f"configs written to {settings.state} and checked")
     return 0
 
 

@@ -15,13 +15,30 @@ from pathlib import Path
 
 from deploy.processes import StackProcessError
 
+STACK_REMEDY = "stop that stack, or pass --state (WARDEN_STATE) with another folder"
+
 
 class StateLock:
-    """The lock file of one state folder, and whether this process holds it."""
+    """A lock file in one state folder, and whether this process holds it.
 
-    def __init__(self, state: Path) -> None:
+    Args:
+        state: the state folder.
+        file_name: the lock file's name; the stack and the demo use their own.
+        holder: who holds the lock, as the error names it.
+        remedy: what to do when the lock is taken, as the error says it.
+    """
+
+    def __init__(
+        self,
+        state: Path,
+        file_name: str = "stack.lock",
+        holder: str = "another stack",
+        remedy: str = STACK_REMEDY,
+    ) -> None:
         self.state = state
-        self.path = state / "stack.lock"
+        self.path = state / file_name
+        self.holder = holder
+        self.remedy = remedy
         self._fd: int | None = None
 
     def acquire(self) -> None:
@@ -34,9 +51,8 @@ class StateLock:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise StackProcessError(
-                f"state folder {self.state} is in use by another stack (pid "
-                f"{holder}); stop that stack, or pass --state (WARDEN_STATE) "
-                "with another folder"
+                f"state folder {self.state} is in use by {self.holder} (pid "
+                f"{holder}); {self.remedy}"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

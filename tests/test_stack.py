@@ -510,3 +510,27 @@ def test_second_stack_on_state_rejected(tmp_path: Path) -> None:
     # Once the first stack has stopped, the folder is free again.
     with second:
         second.start(timeout=20)
+
+
+def test_config_rejected_while_stack_runs(tmp_path: Path) -> None:
+    require_binary("promtool")
+    settings = make_settings(tmp_path)
+    folder = tmp_path / "www"
+    folder.mkdir()
+    spec = http_server_spec("first", settings.ports["exporter"], folder)
+    with Stack(settings, specs=[spec]) as stack:
+        stack.start(timeout=20)
+        before = settings.prometheus_config_path.read_text()
+        result = subprocess.run(
+            [sys.executable, "-m", "deploy.stack", "config"],
+            cwd=REPOSITORY,
+            env={**os.environ, "WARDEN_STATE": str(settings.state)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        after = settings.prometheus_config_path.read_text()
+    assert result.returncode == 1, result.stderr
+    assert f"state folder {settings.state} is in use" in result.stderr
+    assert after == before

@@ -9,8 +9,9 @@ import pytest
 
 from deploy.config import StackSettings
 from deploy.credentials import CredentialsError, read_token
-from deploy.demo import DemoError, check_name_filter
+from deploy.demo import DemoError, check_name_filter, run_demo
 from deploy.events import first_actions
+from deploy.state_lock import StateLock
 from deploy.workloads import parse_docker_time
 
 
@@ -54,3 +55,16 @@ def test_missing_token_names_the_fix(tmp_path: Path) -> None:
         read_token(tmp_path)
     assert str(tmp_path / "token") in str(raised.value)
     assert "make up" in str(raised.value)
+
+
+def test_second_demo_rejected(tmp_path: Path) -> None:
+    settings = StackSettings(state=tmp_path)
+    running = StateLock(tmp_path, file_name="demo.lock")
+    running.acquire()
+    try:
+        with pytest.raises(DemoError) as raised:
+            run_demo(settings, "warden-demo-", timeout=1)
+    finally:
+        running.release()
+    assert "in use by another demo" in str(raised.value)
+    assert "wait until it ends" in str(raised.value)

@@ -152,3 +152,12 @@ def test_rules_link_resolved(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     config = (tmp_path / "state" / "prometheus.yml").read_text()
     assert f"- {REPOSITORY / 'alerts' / 'rules.yml'}\n" in config
+
+
+def test_rules_folder_that_is_file_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "rules").write_text("a file")
+    result = run_stack_command(tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "rules is not a folder" in result.stderr
+    assert "Traceback" not in result.stderr

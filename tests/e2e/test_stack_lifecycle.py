@@ -29,8 +29,10 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def start_stack(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path, dict[str, int]]:
-    """Run `python -m deploy.stack up` on free ports, logging to a file."""
+def start_stack(
+    tmp_path: Path, until: str = "Warden is running"
+) -> tuple[subprocess.Popen[bytes], Path, dict[str, int]]:
+    """Run `python -m deploy.stack up` on free ports until its log shows ``until``."""
     ports = {part: free_port() for part in PARTS}
     environ = {
         **os.environ,
@@ -48,9 +50,9 @@ def start_stack(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path, dict[str
             stderr=subprocess.STDOUT,
         )
     wait_until(
-        lambda: "Warden is running" in log.read_text() or stack.poll() is not None,
+        lambda: until in log.read_text() or stack.poll() is not None,
         timeout=90,
-        message="the stack to report that it is running",
+        message=f"the stack's log to show {until!r}",
     )
     return stack, log, ports
 
@@ -100,6 +102,31 @@ def test_killed_stack_takes_children_along(tmp_path: Path) -> None:
         lambda: not any(process_alive(pid) for pid in pids),
         timeout=30,
         message="the children of a killed stack to exit",
+    )
+    for part, port in ports.items():
+        check_port_free(ProcessSpec(name=part, argv=[], port=port, health_path="/"))
+
+
+def test_interrupt_during_start_stops_stack(tmp_path: Path) -> None:
+    require_stack_binaries()
+    # Prometheus starts last; the stack then lines up its rules.
+    stack, log, ports = start_stack(tmp_path, until="started prometheus")
+    try:
+        pids = child_pids(log)
+        stack.send_signal(signal.SIGINT)
+        status = stack.wait(60)
+    finally:
+        if stack.poll() is None:
+            stack.kill()
+            stack.wait()
+    text = log.read_text()
+    assert status == 130, text
+    assert "stack: stopped during start" in text
+    assert "Warden is running" not in text
+    wait_until(
+        lambda: not any(process_alive(pid) for pid in pids),
+        timeout=30,
+        message="the children of an interrupted start to exit",
     )
     for part, port in ports.items():
         check_port_free(ProcessSpec(name=part, argv=[], port=port, health_path="/"))
