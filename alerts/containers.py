@@ -112,7 +112,7 @@ def _unprotected(policy: Policy, condition: str) -> str:
     The age bound covers the info series itself: Prometheus writes no
     staleness markers when it shuts down, so after a restart the last info
     sample of a container removed meanwhile stays visible for the lookback
-    too. Two scrape intervals tolerate one missed scrape; an older sample
+    too. Two scrape intervals tolerate one missed scrape. An older sample
     is taken as that of a series that has ended, so two missed scrapes in a
     row also suspend enforcement until the next scrape. The bound is
     rendered in seconds from the policy's ``scrape_interval``, 10 for the
