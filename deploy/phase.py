@@ -24,7 +24,7 @@ import re
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +32,8 @@ from typing import Any
 
 import xxhash
 import yaml
+
+from alerts.policy import Duration
 
 logger = logging.getLogger(__name__)
 
@@ -125,12 +127,11 @@ def enforcement_groups(path: Path, default_interval: float) -> list[tuple[str, f
 
 
 def duration_seconds(text: str) -> float:
-    """Parse a Prometheus duration made of ``ms``, ``s``, ``m`` and ``h`` parts."""
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-    parts = re.findall(r"(\d+)(ms|s|m|h)", str(text))
-    if not parts or "".join(n + u for n, u in parts) != str(text):
-        raise PhaseError(f"duration {text!r} is not a Prometheus duration")
-    return sum(int(number) * units[unit] for number, unit in parts)
+    """Parse a Prometheus duration such as ``5s`` or ``1m30s`` into seconds."""
+    try:
+        return Duration.parse(str(text)).seconds
+    except ValueError:
+        raise PhaseError(f"duration {text!r} is not a Prometheus duration") from None
 
 
 def aligned_name(
@@ -241,12 +242,7 @@ def last_scrape(prometheus_url: str, job: str) -> int | None:
     return scraped if scraped > 0 else None
 
 
-def wait_for_scrape(
-    prometheus_url: str,
-    job: str,
-    timeout: float,
-    sleep: Callable[[float], None] = time.sleep,
-) -> int:
+def wait_for_scrape(prometheus_url: str, job: str, timeout: float) -> int:
     """Wait for the first scrape of ``job`` and return when it started."""
     deadline = time.monotonic() + timeout
     while True:
@@ -258,7 +254,7 @@ def wait_for_scrape(
                 f"Prometheus at {prometheus_url} did not scrape job {job!r} "
                 f"within {timeout:g} s; see its log and /targets"
             )
-        sleep(0.1)
+        time.sleep(0.1)
 
 
 def loaded_rule_files(prometheus_url: str) -> set[str]:

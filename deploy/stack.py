@@ -91,12 +91,8 @@ class Stack:
         try:
             for spec in self.specs:
                 check_port_free(spec)
-        except BaseException:
-            self._lock.release()
-            raise
-        write_configs(self.settings, fresh_token=True)
-        check_configs(self.settings)
-        try:
+            write_configs(self.settings, fresh_token=True)
+            check_configs(self.settings)
             for spec in self.specs:
                 log_path = self.settings.state / f"{spec.name}.log"
                 process = StackProcess(spec, log_path)
@@ -104,6 +100,7 @@ class Stack:
                 process.wait_healthy(timeout)
             self.align_evaluations()
         except BaseException:
+            # Stops the children started so far and frees the state folder.
             self.stop()
             raise
 

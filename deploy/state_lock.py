@@ -25,7 +25,7 @@ class StateLock:
         state: the state folder.
         file_name: the lock file's name; the stack and the demo use their own.
         holder: who holds the lock, as the error names it.
-        remedy: what to do when the lock is taken, as the error says it.
+        remedy: what to do when the lock is taken, for the error message.
     """
 
     def __init__(

@@ -17,6 +17,7 @@ import sys
 import threading
 import urllib.parse
 from pathlib import Path
+from typing import Any
 
 import bcrypt
 import pytest
@@ -405,13 +406,19 @@ def test_stack_passes_filter_and_no_lifecycle(tmp_path: Path) -> None:
     )
 
 
-def fake_prometheus(tmp_path: Path, settings: StackSettings) -> ProcessSpec:
-    """Describe a file server whose targets API lists no target at all."""
+def write_api_replies(tmp_path: Path, replies: dict[str, Any]) -> Path:
+    """Write Prometheus API replies for a file server; return its folder."""
     folder = tmp_path / "prometheus-www"
     api = folder / "api" / "v1"
     api.mkdir(parents=True)
-    reply = {"status": "success", "data": {"activeTargets": []}}
-    (api / "targets").write_text(json.dumps(reply))
+    for name, data in replies.items():
+        (api / name).write_text(json.dumps({"status": "success", "data": data}))
+    return folder
+
+
+def fake_prometheus(tmp_path: Path, settings: StackSettings) -> ProcessSpec:
+    """Describe a file server whose targets API lists no target at all."""
+    folder = write_api_replies(tmp_path, {"targets": {"activeTargets": []}})
     return http_server_spec("prometheus", settings.ports["prometheus"], folder)
 
 
@@ -441,9 +448,6 @@ def test_alignment_off_keeps_rule_files(tmp_path: Path) -> None:
 
 def prometheus_reporting(tmp_path: Path, delay: float) -> Path:
     """Write API replies in which the group runs ``delay`` s after the scrape."""
-    folder = tmp_path / "prometheus-www"
-    api = folder / "api" / "v1"
-    api.mkdir(parents=True)
     target = {
         "labels": {"job": "warden-exporter"},
         "lastScrape": "2026-12-04T17:00:00.100Z",
@@ -458,9 +462,7 @@ def prometheus_reporting(tmp_path: Path, delay: float) -> Path:
         "targets": {"activeTargets": [target]},
         "rules": {"groups": [group]},
     }
-    for name, data in replies.items():
-        (api / name).write_text(json.dumps({"status": "success", "data": data}))
-    return folder
+    return write_api_replies(tmp_path, replies)
 
 
 @pytest.mark.parametrize(("delay", "level"), [(0.4, "INFO"), (2.0, "WARNING")])
